@@ -1,0 +1,490 @@
+//! GCRA — the generic cell rate algorithm — on one `AtomicU64`.
+//!
+//! The state is one number, the *theoretical arrival time* (TAT): the instant
+//! at which the limiter would be full again if nothing more were admitted. A
+//! fresh limiter has `TAT <= now` (we use 0). Admitting `cost` units moves the
+//! TAT to `max(TAT, now) + cost × T`, and is allowed only if the new TAT is at
+//! most `now + burst × T`.
+//!
+//! The arithmetic is the pure function [`decide`]; [`Gcra`] publishes its
+//! result with a compare-and-swap loop. The same `decide` serves every other
+//! place that keeps a TAT (keyed stores, composites, a Redis script).
+//!
+//! # The bound
+//!
+//! For any run of consecutive admissions `i..=j` (in the order their CAS took
+//! effect) at times `s_i ..= s_j`, the admitted cost minus the cost refunded in
+//! between is at most `burst + (s_j - s_i) / T`, rounded down; when time went
+//! backwards (`s_j < s_i`) the bound is tighter, not looser. With `T` rounded up
+//! by [`Quota`], that never exceeds the quota as asked: in any interval of
+//! length `t`, at most `burst + t × limit / period` units.
+//!
+//! Proof sketch: the base `max(TAT, s_i)` of admission `i` is at least `s_i`;
+//! each admission adds exactly `cost × T` and a refund removes at most
+//! `cost × T`, so after admission `j` the TAT is at least
+//! `s_i + net_cost × T`; admission `j` required TAT `<= s_j + burst × T`.
+//! `core/tests/model.rs` checks this bound on random histories and
+//! `core/tests/loom.rs` checks it for every interleaving of racing threads.
+
+use crate::decision::{Decision, Snapshot};
+use crate::quota::Quota;
+use crate::sync::{AtomicU64, Ordering};
+use crate::time::Nanos;
+
+/// The GCRA decision: given the stored TAT, the time and the cost, what to
+/// answer and what TAT to store (`None`: store nothing).
+///
+/// A pure function: the same inputs always give the same output. It never
+/// panics and never overflows, for any `tat`, `now` and `cost`:
+///
+/// * `cost > burst` gives [`Decision::ExceedsCapacity`] and no write;
+/// * `cost == 0` gives [`Decision::Allowed`] with the current state and no
+///   write;
+/// * a denial never writes;
+/// * when the new TAT would pass `u64::MAX` ns (only for `now` beyond
+///   2^63 ns ≈ 292 years), the request is denied with `retry_after ==
+///   Nanos::MAX` — stricter, never looser.
+///
+/// ```
+/// use core::num::NonZeroU32;
+/// use tollgate_core::{gcra, Decision, Nanos, Quota};
+///
+/// let q = Quota::per_second(NonZeroU32::new(10).unwrap()); // T = 100 ms, burst 10
+/// let (d, new_tat) = gcra::decide(&q, 0, Nanos::from_secs(5), 3);
+/// assert!(d.is_allowed());
+/// assert_eq!(new_tat, Some(5_300_000_000)); // 5 s + 3 × 100 ms
+///
+/// // A TAT a full second ahead: the bucket is empty.
+/// let (d, new_tat) = gcra::decide(&q, 6_000_000_000, Nanos::from_secs(5), 1);
+/// assert_eq!(d.retry_after(), Some(Nanos::from_millis(100)));
+/// assert_eq!(new_tat, None);
+/// ```
+#[inline]
+pub fn decide(quota: &Quota, tat: u64, now: Nanos, cost: u32) -> (Decision, Option<u64>) {
+    let burst = quota.burst().get();
+    if cost > burst {
+        return (
+            Decision::ExceedsCapacity {
+                cost,
+                capacity: burst,
+            },
+            None,
+        );
+    }
+    let now = now.as_u64();
+    let t = quota.emission_raw();
+    let cap = quota.capacity_raw();
+    let base = if tat > now { tat } else { now };
+    // cost <= burst and burst × T <= 2^63, so this cannot overflow.
+    let inc = cost as u64 * t;
+    let Some(new_tat) = base.checked_add(inc) else {
+        // Only reachable for now > 2^63 ns: refuse rather than lose state.
+        return (
+            Decision::Denied {
+                retry_after: Nanos::MAX,
+                remaining: remaining(quota, base - now),
+                reset_after: Nanos::new(base - now),
+            },
+            None,
+        );
+    };
+    // new_tat >= base >= now.
+    let after = new_tat - now;
+    if after <= cap {
+        let d = Decision::Allowed {
+            remaining: remaining(quota, after),
+            reset_after: Nanos::new(after),
+        };
+        (d, if cost == 0 { None } else { Some(new_tat) })
+    } else {
+        // after > cap: the earliest time this cost fits is new_tat - cap.
+        (
+            Decision::Denied {
+                retry_after: Nanos::new(after - cap),
+                remaining: remaining(quota, base - now),
+                reset_after: Nanos::new(base - now),
+            },
+            None,
+        )
+    }
+}
+
+/// Unit requests that fit when the TAT is `ahead` ns past now.
+#[inline]
+fn remaining(quota: &Quota, ahead: u64) -> u32 {
+    let free = quota.capacity_raw().saturating_sub(ahead) / quota.emission_raw();
+    // free <= capacity / T == burst, which is a u32.
+    u32::try_from(free).unwrap_or(u32::MAX)
+}
+
+/// The state read-out for a stored TAT at `now`, without consuming anything.
+///
+/// ```
+/// use core::num::NonZeroU32;
+/// use tollgate_core::{gcra, Nanos, Quota};
+///
+/// let q = Quota::per_second(NonZeroU32::new(10).unwrap());
+/// let s = gcra::snapshot(&q, 1_000_000_000, Nanos::from_millis(800));
+/// assert_eq!(s.remaining, 8);
+/// assert_eq!(s.reset_after, Nanos::from_millis(200));
+/// ```
+#[inline]
+pub fn snapshot(quota: &Quota, tat: u64, now: Nanos) -> Snapshot {
+    let ahead = tat.saturating_sub(now.as_u64());
+    Snapshot {
+        limit: quota.limit().get(),
+        remaining: remaining(quota, ahead),
+        reset_after: Nanos::new(ahead),
+    }
+}
+
+/// The TAT after refunding `cost` units at `now` (`None`: nothing to change).
+///
+/// The TAT moves back by `cost × T` but never below `now`: a refund can return
+/// the limiter to a fresh state, never beyond it.
+///
+/// ```
+/// use core::num::NonZeroU32;
+/// use tollgate_core::{gcra, Nanos, Quota};
+///
+/// let q = Quota::per_second(NonZeroU32::new(10).unwrap());
+/// assert_eq!(gcra::refunded(&q, 500_000_000, Nanos::ZERO, 2), Some(300_000_000));
+/// assert_eq!(gcra::refunded(&q, 500_000_000, Nanos::ZERO, 50), Some(0));
+/// assert_eq!(gcra::refunded(&q, 500_000_000, Nanos::from_secs(1), 1), None);
+/// ```
+#[inline]
+pub fn refunded(quota: &Quota, tat: u64, now: Nanos, cost: u32) -> Option<u64> {
+    let now = now.as_u64();
+    if tat <= now || cost == 0 {
+        return None;
+    }
+    let back = (cost as u64).saturating_mul(quota.emission_raw());
+    let new_tat = tat.saturating_sub(back);
+    Some(if new_tat > now { new_tat } else { now })
+}
+
+/// A lock-free GCRA rate limiter: one `AtomicU64` plus its [`Quota`].
+///
+/// `const fn new`, so it can live in a `static` (firmware, global limits).
+/// Every method takes the time as an argument; see [`crate::Clock`].
+///
+/// # Memory ordering
+///
+/// All accesses to the TAT word are `Relaxed`. The word publishes no other
+/// memory, so there is nothing for an Acquire/Release pair to order; what the
+/// bound needs is that each successful CAS acts on the latest value in the
+/// word's modification order, which every read-modify-write guarantees at any
+/// ordering. A `Relaxed` load may read an older TAT than another thread has
+/// just written; the CAS then fails and the loop retries with the value it
+/// returns, and a denial decided on such a read is one that was true at some
+/// point during the call (reads of one word never go backwards in a thread).
+/// `core/tests/loom.rs` checks this under every interleaving.
+///
+/// # Examples
+///
+/// ```
+/// use core::num::NonZeroU32;
+/// use tollgate_core::{Decision, Gcra, ManualClock, Clock, Nanos, Quota};
+///
+/// static LIMIT: Gcra = Gcra::new(Quota::per_second(NonZeroU32::new(5).unwrap()));
+/// let clock = ManualClock::new(Nanos::ZERO);
+///
+/// for _ in 0..5 {
+///     assert!(LIMIT.check(clock.now()).is_allowed());
+/// }
+/// let d = LIMIT.check(clock.now());
+/// assert_eq!(d.retry_after(), Some(Nanos::from_millis(200)));
+///
+/// clock.advance(Nanos::from_millis(200));
+/// assert!(LIMIT.check(clock.now()).is_allowed());
+/// ```
+#[derive(Debug)]
+pub struct Gcra {
+    tat: AtomicU64,
+    quota: Quota,
+}
+
+impl Gcra {
+    /// A full (fresh) limiter for `quota`.
+    #[cfg(not(tollgate_loom))]
+    pub const fn new(quota: Quota) -> Gcra {
+        Gcra {
+            tat: AtomicU64::new(0),
+            quota,
+        }
+    }
+
+    /// A full (fresh) limiter for `quota` (loom build: not `const`).
+    #[cfg(tollgate_loom)]
+    pub fn new(quota: Quota) -> Gcra {
+        Gcra {
+            tat: AtomicU64::new(0),
+            quota,
+        }
+    }
+
+    /// The quota this limiter enforces.
+    #[inline]
+    pub const fn quota(&self) -> &Quota {
+        &self.quota
+    }
+
+    /// Asks to admit one unit at `now`. Same as `check_n(now, 1)`.
+    #[inline]
+    pub fn check(&self, now: Nanos) -> Decision {
+        self.check_n(now, 1)
+    }
+
+    /// Asks to admit `cost` units at `now`, all or nothing.
+    ///
+    /// A denial ([`Decision::Denied`] or [`Decision::ExceedsCapacity`])
+    /// performs no write. Lock-free: the loop retries only when another thread
+    /// changed the state in between, i.e. when some other operation made
+    /// progress.
+    ///
+    /// ```
+    /// use core::num::NonZeroU32;
+    /// use tollgate_core::{Gcra, Nanos, Quota};
+    ///
+    /// // CyberVault-style cost factor: a scan costs 5 units of 60 per minute.
+    /// let gcra = Gcra::new(Quota::per_minute(NonZeroU32::new(60).unwrap()));
+    /// let d = gcra.check_n(Nanos::ZERO, 5);
+    /// assert_eq!(d.remaining(), 55);
+    /// ```
+    #[inline]
+    pub fn check_n(&self, now: Nanos, cost: u32) -> Decision {
+        // Relaxed: see "Memory ordering" on the type.
+        let mut tat = self.tat.load(Ordering::Relaxed);
+        loop {
+            let (decision, new_tat) = decide(&self.quota, tat, now, cost);
+            let Some(new_tat) = new_tat else {
+                return decision;
+            };
+            // Relaxed on both sides: the RMW itself orders updates of this one
+            // word; no other memory is published (see the type's docs).
+            match self
+                .tat
+                .compare_exchange_weak(tat, new_tat, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return decision,
+                Err(actual) => tat = actual,
+            }
+        }
+    }
+
+    /// The state at `now` without consuming anything: remaining units and
+    /// time until full. Performs no write.
+    ///
+    /// ```
+    /// use core::num::NonZeroU32;
+    /// use tollgate_core::{Gcra, Nanos, Quota};
+    ///
+    /// let gcra = Gcra::new(Quota::per_second(NonZeroU32::new(4).unwrap()));
+    /// assert_eq!(gcra.peek(Nanos::ZERO).remaining, 4);
+    /// let _ = gcra.check(Nanos::ZERO);
+    /// assert_eq!(gcra.peek(Nanos::ZERO).remaining, 3);
+    /// assert_eq!(gcra.peek(Nanos::ZERO).reset_after, Nanos::from_millis(250));
+    /// ```
+    #[inline]
+    pub fn peek(&self, now: Nanos) -> Snapshot {
+        // Relaxed: see "Memory ordering" on the type.
+        snapshot(&self.quota, self.tat.load(Ordering::Relaxed), now)
+    }
+
+    /// Gives back `cost` units that were admitted but not used (S4E: a
+    /// `304 Not Modified` consumes no token). Never moves the limiter past a
+    /// fresh state, so refunding more than was taken is harmless. Returns the
+    /// state after the refund.
+    ///
+    /// ```
+    /// use core::num::NonZeroU32;
+    /// use tollgate_core::{Gcra, Nanos, Quota};
+    ///
+    /// let gcra = Gcra::new(Quota::per_second(NonZeroU32::new(2).unwrap()));
+    /// let now = Nanos::ZERO;
+    /// let _ = gcra.check_n(now, 2);
+    /// assert!(!gcra.check(now).is_allowed());
+    /// assert_eq!(gcra.refund(now, 1).remaining, 1);
+    /// assert!(gcra.check(now).is_allowed());
+    /// assert_eq!(gcra.refund(now, 1_000).remaining, 2); // capped at fresh
+    /// ```
+    pub fn refund(&self, now: Nanos, cost: u32) -> Snapshot {
+        // Relaxed: see "Memory ordering" on the type.
+        let mut tat = self.tat.load(Ordering::Relaxed);
+        loop {
+            let Some(new_tat) = refunded(&self.quota, tat, now, cost) else {
+                return snapshot(&self.quota, tat, now);
+            };
+            // Relaxed: as in `check_n`.
+            match self
+                .tat
+                .compare_exchange_weak(tat, new_tat, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return snapshot(&self.quota, new_tat, now),
+                Err(actual) => tat = actual,
+            }
+        }
+    }
+
+    /// Returns the limiter to a fresh (full) state.
+    ///
+    /// ```
+    /// use core::num::NonZeroU32;
+    /// use tollgate_core::{Gcra, Nanos, Quota};
+    ///
+    /// let gcra = Gcra::new(Quota::per_second(NonZeroU32::new(1).unwrap()));
+    /// let _ = gcra.check(Nanos::ZERO);
+    /// assert!(!gcra.check(Nanos::ZERO).is_allowed());
+    /// gcra.reset();
+    /// assert!(gcra.check(Nanos::ZERO).is_allowed());
+    /// ```
+    pub fn reset(&self) {
+        // Relaxed: see "Memory ordering" on the type.
+        self.tat.store(0, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::num::NonZeroU32;
+
+    fn nz(n: u32) -> NonZeroU32 {
+        NonZeroU32::new(n).unwrap()
+    }
+
+    #[test]
+    fn burst_then_steady_rate() {
+        let g = Gcra::new(Quota::per_second(nz(10)));
+        let t0 = Nanos::from_secs(100);
+        for i in 0..10 {
+            let d = g.check(t0);
+            assert_eq!(
+                d,
+                Decision::Allowed {
+                    remaining: 9 - i,
+                    reset_after: Nanos::from_millis(100 * (i as u64 + 1)),
+                }
+            );
+        }
+        assert_eq!(
+            g.check(t0),
+            Decision::Denied {
+                retry_after: Nanos::from_millis(100),
+                remaining: 0,
+                reset_after: Nanos::from_secs(1),
+            }
+        );
+        let t1 = t0 + Nanos::from_millis(100) - Nanos::new(1);
+        assert!(!g.check(t1).is_allowed());
+        assert!(g.check(t0 + Nanos::from_millis(100)).is_allowed());
+    }
+
+    #[test]
+    fn denial_does_not_write() {
+        let g = Gcra::new(Quota::per_second(nz(2)));
+        let _ = g.check_n(Nanos::ZERO, 2);
+        let before = g.tat.load(Ordering::Relaxed);
+        for cost in [1, 2, 3, u32::MAX] {
+            assert!(!g.check_n(Nanos::ZERO, cost).is_allowed());
+            assert_eq!(g.tat.load(Ordering::Relaxed), before);
+        }
+    }
+
+    #[test]
+    fn cost_above_burst_is_distinct_and_free() {
+        let g = Gcra::new(Quota::per_minute(nz(60)).with_burst(nz(5)));
+        assert_eq!(
+            g.check_n(Nanos::ZERO, 6),
+            Decision::ExceedsCapacity {
+                cost: 6,
+                capacity: 5
+            }
+        );
+        assert_eq!(g.peek(Nanos::ZERO).remaining, 5);
+        assert!(g.check_n(Nanos::ZERO, 5).is_allowed());
+    }
+
+    #[test]
+    fn zero_cost_reads_without_consuming() {
+        let g = Gcra::new(Quota::per_second(nz(3)));
+        let d = g.check_n(Nanos::ZERO, 0);
+        assert_eq!(d.remaining(), 3);
+        assert_eq!(g.tat.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn partial_remaining_on_denial() {
+        let g = Gcra::new(Quota::per_second(nz(10)));
+        let _ = g.check_n(Nanos::ZERO, 7);
+        match g.check_n(Nanos::ZERO, 5) {
+            Decision::Denied {
+                retry_after,
+                remaining,
+                ..
+            } => {
+                assert_eq!(remaining, 3);
+                assert_eq!(retry_after, Nanos::from_millis(200));
+            }
+            d => panic!("{d:?}"),
+        }
+    }
+
+    #[test]
+    fn time_going_backwards_is_stricter() {
+        let g = Gcra::new(Quota::per_second(nz(2)));
+        let t = Nanos::from_secs(10);
+        assert!(g.check_n(t, 2).is_allowed());
+        // Going back 1 s: the bucket looks even more occupied.
+        let d = g.check(t - Nanos::from_secs(1));
+        assert_eq!(d.retry_after(), Some(Nanos::from_millis(1_500)));
+        assert!(!g.check(Nanos::ZERO).is_allowed());
+    }
+
+    #[test]
+    fn extremes_do_not_panic() {
+        let quotas = [
+            Quota::per_day(nz(1)),
+            Quota::per_day(nz(1)).with_burst(NonZeroU32::MAX),
+            Quota::per_second(nz(1_000_000_000)),
+            Quota::per_second(NonZeroU32::MAX).with_burst(NonZeroU32::MAX),
+        ];
+        let times = [0, 1, 1 << 62, 1 << 63, u64::MAX - 1, u64::MAX];
+        let costs = [0, 1, 2, 106_751, u32::MAX - 1, u32::MAX];
+        for q in quotas {
+            for &tat in &times {
+                for &now in &times {
+                    for &cost in &costs {
+                        let (d, new) = decide(&q, tat, Nanos::new(now), cost);
+                        if let Some(n) = new {
+                            assert!(d.is_allowed());
+                            assert!(n - now <= q.capacity_raw());
+                        }
+                        if let Decision::Denied { retry_after, .. } = d {
+                            assert!(retry_after > Nanos::ZERO);
+                        }
+                        let _ = snapshot(&q, tat, Nanos::new(now));
+                        let _ = refunded(&q, tat, Nanos::new(now), cost);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn saturated_time_refuses_instead_of_wrapping() {
+        let q = Quota::per_second(nz(1));
+        let near_end = Nanos::new(u64::MAX - 10);
+        let (d, new) = decide(&q, 0, near_end, 1);
+        assert_eq!(new, None);
+        assert_eq!(d.retry_after(), Some(Nanos::MAX));
+    }
+
+    #[test]
+    fn reset_restores_fresh_state() {
+        let g = Gcra::new(Quota::per_hour(nz(1)));
+        let _ = g.check(Nanos::ZERO);
+        g.reset();
+        assert_eq!(g.peek(Nanos::ZERO).remaining, 1);
+    }
+}

@@ -1,0 +1,24 @@
+//! # tollgate
+//!
+//! Rate limiting for Rust services, built on the lock-free, `no_std`
+//! [`tollgate-core`](tollgate_core). This crate re-exports the core and adds
+//! what needs `std`: a real [`MonotonicClock`]. Keyed stores, headers, 429
+//! bodies and the policy engine are being built (see the README's feature
+//! table).
+//!
+//! ```
+//! use std::num::NonZeroU32;
+//! use tollgate::{Clock, Gcra, MonotonicClock, Quota};
+//!
+//! let clock = MonotonicClock::new();
+//! let limiter = Gcra::new(Quota::per_second(NonZeroU32::new(10).unwrap()));
+//! assert!(limiter.check(clock.now()).is_allowed());
+//! ```
+#![forbid(unsafe_code)]
+
+pub mod clock;
+
+pub use clock::MonotonicClock;
+pub use tollgate_core::{
+    Clock, Decision, Gcra, MAX_CAPACITY, ManualClock, Nanos, Quota, QuotaError, Snapshot, gcra,
+};
