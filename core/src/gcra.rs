@@ -90,7 +90,9 @@ pub fn decide(quota: &Quota, tat: u64, now: Nanos, cost: u32) -> (Decision, Opti
     };
     // new_tat >= base >= now.
     let after = new_tat - now;
-    if after <= cap {
+    // cost == 0 asks for nothing, so it is always allowed (a read-out), even
+    // when time went backwards past the capacity.
+    if after <= cap || cost == 0 {
         let d = Decision::Allowed {
             remaining: remaining(quota, after),
             reset_after: Nanos::new(after),
