@@ -135,12 +135,14 @@ impl From<Nanos> for Duration {
     }
 }
 
+/// Formats like [`Duration`]'s `Debug`: `600ms`, `1.5s`, `3ns`.
 impl fmt::Debug for Nanos {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}ns", self.0)
+        fmt::Debug::fmt(&self.as_duration(), f)
     }
 }
 
+/// Formats like [`Duration`]'s `Debug`: `600ms`, `1.5s`, `3ns`.
 impl fmt::Display for Nanos {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&self.as_duration(), f)
