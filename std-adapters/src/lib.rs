@@ -22,3 +22,8 @@ pub use clock::MonotonicClock;
 pub use tollgate_core::{
     Clock, Decision, Gcra, MAX_CAPACITY, ManualClock, Nanos, Quota, QuotaError, Snapshot, gcra,
 };
+
+/// The README's examples, compiled and run as doctests so they stay true.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
