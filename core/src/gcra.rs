@@ -274,6 +274,23 @@ impl Gcra {
         }
     }
 
+    /// The decision [`Gcra::check_n`] would make at `now`, without
+    /// consuming anything (no write).
+    ///
+    /// ```
+    /// use core::num::NonZeroU32;
+    /// use tollgate_core::{Gcra, Nanos, Quota};
+    ///
+    /// let gcra = Gcra::new(Quota::per_second(NonZeroU32::new(1).unwrap()));
+    /// assert!(gcra.probe(Nanos::ZERO, 1).is_allowed());
+    /// assert!(gcra.probe(Nanos::ZERO, 1).is_allowed()); // nothing consumed
+    /// ```
+    #[inline]
+    pub fn probe(&self, now: Nanos, cost: u32) -> Decision {
+        // Relaxed: see "Memory ordering" on the type.
+        decide(&self.quota, self.tat.load(Ordering::Relaxed), now, cost).0
+    }
+
     /// The state at `now` without consuming anything: remaining units and
     /// time until full. Performs no write.
     ///

@@ -36,13 +36,24 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+mod all;
 mod decision;
 pub mod gcra;
+mod lease;
+mod limiter;
 mod quota;
+mod semaphore;
+mod sliding_log;
+mod slots;
 mod sync;
 mod time;
+mod window;
 
+pub use all::{All, AllDecision, Members};
 pub use decision::{Decision, Snapshot};
 pub use gcra::Gcra;
+pub use lease::{Lease, LeaseError, LeaseSemaphore};
+pub use limiter::Limiter;
 pub use quota::{MAX_CAPACITY, Quota, QuotaError};
+pub use sliding_log::{LogError, LogState, SlidingLog};
 pub use time::{Clock, ManualClock, Nanos};

@@ -128,3 +128,137 @@ fn check_with_advancing_clock() {
         assert!(total >= 1);
     });
 }
+
+// ---- SlidingLog -------------------------------------------------------------
+
+use tollgate_core::{All, LeaseSemaphore, Limiter, SlidingLog};
+
+fn log<const N: usize>() -> SlidingLog<N> {
+    SlidingLog::new(Nanos::from_secs(60)).unwrap()
+}
+
+/// The last slot of a sliding log goes to exactly one of two racers.
+#[test]
+fn sliding_log_last_slot_goes_to_one_thread() {
+    loom::model(|| {
+        let l = Arc::new(log::<2>());
+        assert!(l.check(Nanos::ZERO).is_allowed());
+        let l2 = l.clone();
+        let t = thread::spawn(move || l2.check(Nanos::ZERO).is_allowed());
+        let here = l.check(Nanos::ZERO).is_allowed();
+        assert!(here ^ t.join().unwrap());
+        assert_eq!(l.state(Nanos::ZERO).in_window, 2);
+    });
+}
+
+/// Multi-unit checks racing: all-or-nothing, never more than N in the window,
+/// and slots taken by a loser are given back.
+#[test]
+fn sliding_log_multi_cost_race() {
+    loom::model(|| {
+        let l = Arc::new(log::<3>());
+        let l2 = l.clone();
+        let t = thread::spawn(move || l2.check_n(Nanos::ZERO, 2).is_allowed() as u32 * 2);
+        let here = l.check_n(Nanos::ZERO, 2).is_allowed() as u32 * 2;
+        let total = here + t.join().unwrap();
+        assert_eq!(total, 2, "exactly one of two cost-2 checks fits in 3");
+        assert_eq!(l.state(Nanos::ZERO).in_window, 2);
+    });
+}
+
+/// A refund racing a check: no slot is lost or double-used.
+#[test]
+fn sliding_log_check_racing_refund() {
+    loom::model(|| {
+        let l = Arc::new(log::<2>());
+        assert!(l.check(Nanos::ZERO).is_allowed());
+        let l2 = l.clone();
+        let t = thread::spawn(move || l2.refund(Nanos::ZERO, 1));
+        assert!(l.check(Nanos::ZERO).is_allowed());
+        let _ = t.join().unwrap();
+        assert_eq!(l.state(Nanos::ZERO).in_window, 1);
+    });
+}
+
+// ---- All ----------------------------------------------------------------------
+
+/// A composite racing a single-member check for the last unit of member 1:
+/// exactly one of them gets it, and if the composite loses, member 0 is left
+/// as it was (the rollback path).
+#[test]
+fn composite_racing_single_member() {
+    loom::model(|| {
+        let a = Arc::new(Gcra::new(quota(1)));
+        let b = Arc::new(Gcra::new(quota(1)));
+        let b2 = b.clone();
+        let t = thread::spawn(move || b2.check(Nanos::ZERO).is_allowed());
+        let all = All((&*a, &*b));
+        let composite = all.check(Nanos::ZERO).is_allowed();
+        let single = t.join().unwrap();
+        assert!(composite ^ single, "member 1 had one unit");
+        let a_left = a.peek(Nanos::ZERO).remaining;
+        assert_eq!(a_left, if composite { 0 } else { 1 });
+    });
+}
+
+/// The same race with a sliding log as the charged-then-undone member.
+#[test]
+fn composite_rolls_back_a_sliding_log() {
+    loom::model(|| {
+        let a = Arc::new(log::<1>());
+        let b = Arc::new(Gcra::new(quota(1)));
+        let b2 = b.clone();
+        let t = thread::spawn(move || b2.check(Nanos::ZERO).is_allowed());
+        let composite = All((&*a, &*b)).check(Nanos::ZERO).is_allowed();
+        let single = t.join().unwrap();
+        assert!(composite ^ single);
+        assert_eq!(a.state(Nanos::ZERO).in_window, composite as u32);
+    });
+}
+
+// ---- LeaseSemaphore -------------------------------------------------------------
+
+/// One lease, two racers: exactly one holds it.
+#[test]
+fn lease_goes_to_one_thread() {
+    loom::model(|| {
+        let s = Arc::new(LeaseSemaphore::<1>::new());
+        let s2 = s.clone();
+        let deadline = Nanos::from_secs(10);
+        let t = thread::spawn(move || {
+            s2.try_acquire_until(Nanos::ZERO, deadline)
+                .map(|l| l.forget())
+                .is_ok()
+        });
+        let here = s
+            .try_acquire_until(Nanos::ZERO, deadline)
+            .map(|l| l.forget())
+            .is_ok();
+        assert!(here ^ t.join().unwrap());
+    });
+}
+
+/// What a holder did before releasing is visible to the next holder
+/// (Release on drop pairs with Acquire on take).
+#[test]
+fn lease_hand_over_publishes_the_holders_writes() {
+    use loom::sync::atomic::{AtomicU64, Ordering};
+    loom::model(|| {
+        let s = Arc::new(LeaseSemaphore::<1>::new());
+        let data = Arc::new(AtomicU64::new(0));
+        let lease = s
+            .try_acquire_until(Nanos::ZERO, Nanos::from_secs(10))
+            .unwrap();
+        let (s2, d2) = (s.clone(), data.clone());
+        let t = thread::spawn(move || {
+            if let Ok(l) = s2.try_acquire_until(Nanos::ZERO, Nanos::from_secs(10)) {
+                // Relaxed on purpose: only the lease orders this read.
+                assert_eq!(d2.load(Ordering::Relaxed), 42);
+                drop(l);
+            }
+        });
+        data.store(42, Ordering::Relaxed);
+        drop(lease);
+        t.join().unwrap();
+    });
+}

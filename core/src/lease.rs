@@ -1,0 +1,279 @@
+//! [`LeaseSemaphore`]: a concurrency limit whose permits expire, so a holder
+//! that crashes cannot keep a slot for ever.
+
+use core::fmt;
+
+use crate::slots::Slots;
+use crate::time::Nanos;
+
+/// A concurrency limit of `N` leases, each held until it is dropped or until
+/// its deadline passes, whichever comes first.
+///
+/// [`Semaphore`](crate::Semaphore) is one word and the fastest choice when
+/// every holder is sure to release (RAII in one process). When a holder can
+/// vanish without releasing — a worker killed mid-scan, a client that opened
+/// a stream and disappeared — per-holder deadlines are needed, and they do not
+/// fit in one word: a `LeaseSemaphore` keeps one deadline per slot (`N × 8`
+/// bytes), and a slot whose deadline has passed is free again without anyone
+/// releasing it. BlockSecOps' "concurrent scans per plan" with a scan timeout
+/// is `LeaseSemaphore::<N>` with `deadline = start + timeout`.
+///
+/// # Memory ordering
+///
+/// Acquiring a lease is a CAS with `Acquire` on success; dropping one is a
+/// `Release` CAS on the same slot. So what the previous holder did before
+/// releasing happens-before what the next holder of that slot does. (A lease
+/// that *expires* releases nothing: its holder is presumed gone.)
+///
+/// # Examples
+///
+/// ```
+/// use tollgate_core::{LeaseError, LeaseSemaphore, Nanos};
+///
+/// let scans = LeaseSemaphore::<2>::new();
+/// let now = Nanos::ZERO;
+/// let timeout = Nanos::from_secs(600);
+/// let a = scans.try_acquire_until(now, now + timeout).unwrap();
+/// let _b = scans.try_acquire_until(now, now + timeout).unwrap();
+/// assert!(matches!(
+///     scans.try_acquire_until(now, now + timeout),
+///     Err(LeaseError::Full { in_use: 2, max: 2, .. })
+/// ));
+/// drop(a); // released
+/// assert_eq!(scans.in_use(now), 1);
+///
+/// // A holder that never releases: its slot comes back at the deadline.
+/// let crashed = scans.try_acquire_until(now, now + timeout).unwrap();
+/// crashed.forget();
+/// assert_eq!(scans.in_use(now + timeout), 1);
+/// ```
+#[derive(Debug)]
+pub struct LeaseSemaphore<const N: usize> {
+    slots: Slots<N>,
+}
+
+/// Why a lease could not be taken or renewed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LeaseError {
+    /// All `max` leases are held; the earliest expires after `retry_after`
+    /// (it may be released sooner).
+    Full {
+        /// Leases held now (`current_scans`).
+        in_use: u32,
+        /// The limit (`max_scans`).
+        max: u32,
+        /// Time until the earliest held lease expires.
+        retry_after: Nanos,
+    },
+    /// The deadline was not after `now`: such a lease would be expired
+    /// before it starts.
+    DeadlineNotAfterNow,
+    /// The lease had expired and its slot was taken by someone else.
+    Lost,
+}
+
+impl fmt::Display for LeaseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LeaseError::Full { in_use, max, .. } => write!(
+                f,
+                "all {max} leases are in use ({in_use} held); wait for one to end"
+            ),
+            LeaseError::DeadlineNotAfterNow => {
+                f.write_str("lease deadline must be later than the current time")
+            }
+            LeaseError::Lost => f.write_str(
+                "the lease expired and its slot was taken by another holder; acquire a new one",
+            ),
+        }
+    }
+}
+
+impl core::error::Error for LeaseError {}
+
+impl<const N: usize> LeaseSemaphore<N> {
+    /// `N` free leases (`N` from 1 to `u32::MAX`, checked at compile time).
+    #[cfg(not(tollgate_loom))]
+    pub const fn new() -> Self {
+        LeaseSemaphore {
+            slots: Slots::new(),
+        }
+    }
+
+    /// `N` free leases (loom build: not `const`).
+    #[cfg(tollgate_loom)]
+    pub fn new() -> Self {
+        LeaseSemaphore {
+            slots: Slots::new(),
+        }
+    }
+
+    /// Takes one lease valid until `deadline` (exclusive: at `deadline` it
+    /// is free again), if one is free at `now`.
+    pub fn try_acquire_until(
+        &self,
+        now: Nanos,
+        deadline: Nanos,
+    ) -> Result<Lease<'_, N>, LeaseError> {
+        let (now, deadline) = (now.as_u64(), deadline.as_u64());
+        if deadline <= now {
+            return Err(LeaseError::DeadlineNotAfterNow);
+        }
+        match self.slots.take_one(now, deadline) {
+            Some(idx) => Ok(Lease {
+                slots: &self.slots,
+                idx,
+                deadline,
+            }),
+            None => {
+                let scan = self.slots.scan(now);
+                let first = scan.first_until.unwrap_or(now.saturating_add(1));
+                Err(LeaseError::Full {
+                    in_use: self.slots.len_u32() - u32::try_from(scan.free).unwrap_or(0),
+                    max: self.slots.len_u32(),
+                    retry_after: Nanos::new(first.saturating_sub(now).max(1)),
+                })
+            }
+        }
+    }
+
+    /// Leases held at `now` (expired ones are not counted).
+    pub fn in_use(&self, now: Nanos) -> u32 {
+        self.slots.len_u32() - self.available(now)
+    }
+
+    /// Leases free at `now`.
+    pub fn available(&self, now: Nanos) -> u32 {
+        u32::try_from(self.slots.scan(now.as_u64()).free).unwrap_or(0)
+    }
+
+    /// The limit, `N`.
+    pub fn max(&self) -> u32 {
+        self.slots.len_u32()
+    }
+}
+
+impl<const N: usize> Default for LeaseSemaphore<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// One lease of a [`LeaseSemaphore`]: released on drop, or at its deadline
+/// if never dropped.
+#[derive(Debug)]
+#[must_use = "dropping a lease releases it at once"]
+pub struct Lease<'a, const N: usize> {
+    slots: &'a Slots<N>,
+    idx: usize,
+    deadline: u64,
+}
+
+impl<const N: usize> Lease<'_, N> {
+    /// When this lease expires if not dropped first.
+    pub fn deadline(&self) -> Nanos {
+        Nanos::new(self.deadline)
+    }
+
+    /// Moves the deadline (a heartbeat from a long scan). Fails with
+    /// [`LeaseError::Lost`] if the lease expired and another holder took the
+    /// slot, and with [`LeaseError::DeadlineNotAfterNow`] for a deadline not
+    /// after `now`.
+    ///
+    /// ```
+    /// use tollgate_core::{LeaseSemaphore, Nanos};
+    ///
+    /// let sem = LeaseSemaphore::<1>::new();
+    /// let mut lease = sem.try_acquire_until(Nanos::ZERO, Nanos::from_secs(10)).unwrap();
+    /// lease.renew(Nanos::from_secs(9), Nanos::from_secs(20)).unwrap();
+    /// assert_eq!(sem.in_use(Nanos::from_secs(15)), 1);
+    /// ```
+    pub fn renew(&mut self, now: Nanos, deadline: Nanos) -> Result<(), LeaseError> {
+        let deadline = deadline.as_u64();
+        if deadline <= now.as_u64() {
+            return Err(LeaseError::DeadlineNotAfterNow);
+        }
+        if self.slots.replace(self.idx, self.deadline, deadline) {
+            self.deadline = deadline;
+            Ok(())
+        } else {
+            Err(LeaseError::Lost)
+        }
+    }
+
+    /// Keeps the slot taken until the deadline, without releasing it now.
+    pub fn forget(self) {
+        core::mem::forget(self);
+    }
+}
+
+impl<const N: usize> Drop for Lease<'_, N> {
+    fn drop(&mut self) {
+        // If the lease expired and the slot was taken again, the CAS fails and
+        // the new holder keeps it.
+        let _ = self.slots.release(self.idx, self.deadline);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expired_lease_is_reused_and_old_holder_cannot_free_it() {
+        let sem = LeaseSemaphore::<1>::new();
+        let old = sem.try_acquire_until(Nanos::ZERO, Nanos::new(10)).unwrap();
+        assert!(
+            sem.try_acquire_until(Nanos::new(9), Nanos::new(20))
+                .is_err()
+        );
+        let new = sem
+            .try_acquire_until(Nanos::new(10), Nanos::new(20))
+            .unwrap();
+        drop(old); // must not free the new holder's slot
+        assert_eq!(sem.in_use(Nanos::new(11)), 1);
+        drop(new);
+        assert_eq!(sem.in_use(Nanos::new(11)), 0);
+    }
+
+    #[test]
+    fn full_reports_counts_and_wait() {
+        let sem = LeaseSemaphore::<2>::new();
+        let _a = sem.try_acquire_until(Nanos::ZERO, Nanos::new(50)).unwrap();
+        let _b = sem.try_acquire_until(Nanos::ZERO, Nanos::new(30)).unwrap();
+        assert_eq!(
+            sem.try_acquire_until(Nanos::new(10), Nanos::new(100)).err(),
+            Some(LeaseError::Full {
+                in_use: 2,
+                max: 2,
+                retry_after: Nanos::new(20)
+            })
+        );
+    }
+
+    #[test]
+    fn renew_after_loss_fails() {
+        let sem = LeaseSemaphore::<1>::new();
+        let mut a = sem.try_acquire_until(Nanos::ZERO, Nanos::new(10)).unwrap();
+        let _b = sem
+            .try_acquire_until(Nanos::new(10), Nanos::new(20))
+            .unwrap();
+        assert_eq!(
+            a.renew(Nanos::new(11), Nanos::new(30)),
+            Err(LeaseError::Lost)
+        );
+        assert_eq!(
+            a.renew(Nanos::new(11), Nanos::new(11)),
+            Err(LeaseError::DeadlineNotAfterNow)
+        );
+    }
+
+    #[test]
+    fn saturated_deadline_never_expires() {
+        let sem = LeaseSemaphore::<1>::new();
+        let l = sem.try_acquire_until(Nanos::ZERO, Nanos::MAX).unwrap();
+        l.forget();
+        assert_eq!(sem.in_use(Nanos::MAX), 1);
+    }
+}

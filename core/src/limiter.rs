@@ -1,0 +1,124 @@
+//! [`Limiter`]: the one interface every time-based algorithm offers, so the
+//! keyed store, the composite ([`crate::all`]) and the policy engine can treat
+//! them alike.
+
+use crate::decision::{Decision, Snapshot};
+use crate::time::Nanos;
+
+/// A time-based rate limiter: admit cost at a time, read the state, give cost
+/// back.
+///
+/// Implemented by [`Gcra`](crate::Gcra),
+/// [`SlidingLog`](crate::SlidingLog), [`SlidingWindow`](crate::SlidingWindow)
+/// and [`FixedWindow`](crate::FixedWindow), and by references to them.
+/// Concurrency limits ([`Semaphore`](crate::Semaphore)) do not refill with
+/// time and have their own RAII API instead.
+///
+/// ```
+/// use core::num::NonZeroU32;
+/// use tollgate_core::{Gcra, Limiter, Nanos, Quota};
+///
+/// fn admit<L: Limiter>(l: &L, now: Nanos) -> bool {
+///     l.check_n(now, 1).is_allowed()
+/// }
+/// let g = Gcra::new(Quota::per_second(NonZeroU32::new(1).unwrap()));
+/// assert!(admit(&g, Nanos::ZERO));
+/// assert!(!admit(&g, Nanos::ZERO));
+/// ```
+pub trait Limiter {
+    /// Asks to admit `cost` units at `now`, all or nothing. A denial changes
+    /// no state.
+    fn check_n(&self, now: Nanos, cost: u32) -> Decision;
+
+    /// The state at `now`, without consuming anything.
+    fn peek(&self, now: Nanos) -> Snapshot;
+
+    /// The decision `check_n(now, cost)` would make, without consuming
+    /// anything (the first phase of an all-or-nothing composite).
+    ///
+    /// The default derives it from [`Limiter::peek`]: exact about *whether*
+    /// `cost` fits, but on a denial it reports the time until the limiter is
+    /// full again as `retry_after`, an upper bound. Algorithms override it with
+    /// their exact decision.
+    fn probe(&self, now: Nanos, cost: u32) -> Decision {
+        let s = self.peek(now);
+        if cost <= s.remaining {
+            Decision::Allowed {
+                remaining: s.remaining - cost,
+                reset_after: s.reset_after,
+            }
+        } else if s.reset_after == Nanos::ZERO {
+            // Already full and still not enough room: it can never fit.
+            Decision::ExceedsCapacity {
+                cost,
+                capacity: s.remaining,
+            }
+        } else {
+            Decision::Denied {
+                retry_after: s.reset_after,
+                remaining: s.remaining,
+                reset_after: s.reset_after,
+            }
+        }
+    }
+
+    /// Gives back `cost` units that were admitted but not used. Never
+    /// frees more than the limiter holds, and never lets more through than
+    /// the algorithm's bound counting the refund as an un-admission.
+    fn refund(&self, now: Nanos, cost: u32) -> Snapshot;
+
+    /// Undoes an admission of `cost` that *this caller* made at exactly
+    /// `now` and that turned out not to be wanted (a composite rolling back
+    /// after another member refused). The default is [`Limiter::refund`];
+    /// algorithms that can undo more exactly override it.
+    fn undo(&self, now: Nanos, cost: u32) {
+        let _ = self.refund(now, cost);
+    }
+
+    /// `check_n(now, 1)`.
+    fn check(&self, now: Nanos) -> Decision {
+        self.check_n(now, 1)
+    }
+}
+
+impl<L: Limiter + ?Sized> Limiter for &L {
+    #[inline]
+    fn check_n(&self, now: Nanos, cost: u32) -> Decision {
+        (**self).check_n(now, cost)
+    }
+    #[inline]
+    fn peek(&self, now: Nanos) -> Snapshot {
+        (**self).peek(now)
+    }
+    #[inline]
+    fn refund(&self, now: Nanos, cost: u32) -> Snapshot {
+        (**self).refund(now, cost)
+    }
+    #[inline]
+    fn undo(&self, now: Nanos, cost: u32) {
+        (**self).undo(now, cost)
+    }
+    #[inline]
+    fn probe(&self, now: Nanos, cost: u32) -> Decision {
+        (**self).probe(now, cost)
+    }
+}
+
+impl Limiter for crate::Gcra {
+    #[inline]
+    fn check_n(&self, now: Nanos, cost: u32) -> Decision {
+        crate::Gcra::check_n(self, now, cost)
+    }
+    #[inline]
+    fn peek(&self, now: Nanos) -> Snapshot {
+        crate::Gcra::peek(self, now)
+    }
+    #[inline]
+    fn refund(&self, now: Nanos, cost: u32) -> Snapshot {
+        crate::Gcra::refund(self, now, cost)
+    }
+    #[inline]
+    fn probe(&self, now: Nanos, cost: u32) -> Decision {
+        crate::Gcra::probe(self, now, cost)
+    }
+}

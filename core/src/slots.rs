@@ -1,0 +1,258 @@
+//! `N` "busy-until" slots: the engine shared by [`SlidingLog`] and
+//! [`LeaseSemaphore`].
+//!
+//! Each slot holds the instant until which it is taken (`0`: never taken). A
+//! slot is free at `now` when its value is `<= now`, except `u64::MAX`, which
+//! means "taken for ever" (a deadline that saturated); taking it is one CAS from
+//! the value seen to the new deadline, so two callers can never both take the
+//! same slot, and every slot is taken by at most one holder at a time.
+//!
+//! * For the sliding log the deadline is `admission time + W`: a slot can be
+//!   reused only once its previous admission has left the window, so within
+//!   any window `(t - W, t]` each slot hosts at most one admission — at most
+//!   `N` in all, for any interleaving and any order of times.
+//! * For leases the deadline is the lease's expiry.
+//!
+//! # Memory ordering
+//!
+//! Taking a slot is a CAS with `Acquire` on success and releasing it a store
+//! or CAS with `Release`: a lease guards a resource, so what the previous
+//! holder did before releasing happens-before what the next holder does after
+//! taking the slot. Counting scans use `Relaxed` loads: their results are
+//! read-outs (remaining, retry-after) and never the basis of a write except
+//! through a CAS, which re-checks the value it replaces.
+//!
+//! [`SlidingLog`]: crate::SlidingLog
+//! [`LeaseSemaphore`]: crate::LeaseSemaphore
+
+use crate::sync::{AtomicU64, Ordering};
+
+/// Whether a slot holding `until` is free at `now`. `u64::MAX` is a deadline
+/// that saturated: never free, not even at `now == u64::MAX`.
+#[inline]
+fn is_free(until: u64, now: u64) -> bool {
+    until <= now && until != u64::MAX
+}
+
+/// What one scan of the slots saw at some `now`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Scan {
+    /// Slots with `until <= now`.
+    pub free: usize,
+    /// The latest `until` among taken slots (`now` if none is taken).
+    pub last_until: u64,
+    /// The earliest `until` among taken slots (`None` if none is taken).
+    pub first_until: Option<u64>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Slots<const N: usize> {
+    until: [AtomicU64; N],
+    /// Where the next search for a free slot starts. Only a hint: any value
+    /// is correct, a good one makes the search O(1) when time is monotone.
+    hint: AtomicU64,
+}
+
+impl<const N: usize> Slots<N> {
+    const NON_EMPTY: () = assert!(
+        N > 0 && N <= u32::MAX as usize,
+        "N must be between 1 and u32::MAX"
+    );
+
+    #[cfg(not(tollgate_loom))]
+    pub(crate) const fn new() -> Self {
+        #[allow(clippy::let_unit_value)]
+        let () = Self::NON_EMPTY;
+        Slots {
+            until: [const { AtomicU64::new(0) }; N],
+            hint: AtomicU64::new(0),
+        }
+    }
+
+    #[cfg(tollgate_loom)]
+    pub(crate) fn new() -> Self {
+        #[allow(clippy::let_unit_value)]
+        let () = Self::NON_EMPTY;
+        Slots {
+            until: core::array::from_fn(|_| AtomicU64::new(0)),
+            hint: AtomicU64::new(0),
+        }
+    }
+
+    /// `N` as a `u32` (checked at compile time by `NON_EMPTY`).
+    #[inline]
+    pub(crate) fn len_u32(&self) -> u32 {
+        u32::try_from(N).unwrap_or(u32::MAX)
+    }
+
+    #[inline]
+    fn start(&self) -> usize {
+        // Relaxed: a hint, any value is correct.
+        let h = self.hint.load(Ordering::Relaxed);
+        usize::try_from(h % N as u64).unwrap_or(0)
+    }
+
+    #[inline]
+    fn set_hint(&self, next: usize) {
+        // Relaxed: a hint, any value is correct.
+        self.hint.store((next % N) as u64, Ordering::Relaxed);
+    }
+
+    /// Counts free slots and the extreme deadlines of taken ones.
+    pub(crate) fn scan(&self, now: u64) -> Scan {
+        let mut s = Scan {
+            free: 0,
+            last_until: now,
+            first_until: None,
+        };
+        for slot in &self.until {
+            // Relaxed: a read-out, see the module's "Memory ordering".
+            let v = slot.load(Ordering::Relaxed);
+            if is_free(v, now) {
+                s.free += 1;
+            } else {
+                s.last_until = s.last_until.max(v);
+                s.first_until = Some(s.first_until.map_or(v, |f| f.min(v)));
+            }
+        }
+        s
+    }
+
+    /// The `k`-th earliest deadline among slots taken at `now` (`k >= 1`):
+    /// when `k` more slots will have come free. `None` if fewer are taken.
+    /// O(N × distinct deadlines); used only on denials.
+    pub(crate) fn kth_until(&self, now: u64, k: usize) -> Option<u64> {
+        // Every taken deadline <= `counted` has been counted in `seen`.
+        let mut counted: Option<u64> = None;
+        let mut seen = 0;
+        loop {
+            let mut next: Option<u64> = None;
+            let mut ties = 0;
+            for slot in &self.until {
+                // Relaxed: a read-out.
+                let v = slot.load(Ordering::Relaxed);
+                if is_free(v, now) || counted.is_some_and(|c| v <= c) {
+                    continue;
+                }
+                match next {
+                    Some(n) if v > n => {}
+                    Some(n) if v == n => ties += 1,
+                    _ => {
+                        next = Some(v);
+                        ties = 1;
+                    }
+                }
+            }
+            let n = next?;
+            seen += ties;
+            if seen >= k {
+                return Some(n);
+            }
+            counted = Some(n);
+        }
+    }
+
+    /// Takes one slot free at `now`, setting it to `until`. Returns its
+    /// index, or `None` if every slot is taken.
+    pub(crate) fn take_one(&self, now: u64, until: u64) -> Option<usize> {
+        let start = self.start();
+        for i in 0..N {
+            let idx = (start + i) % N;
+            let slot = &self.until[idx];
+            // Relaxed: the CAS below re-checks the value it replaces.
+            let mut v = slot.load(Ordering::Relaxed);
+            while is_free(v, now) {
+                // Acquire on success: pairs with the Release that freed the
+                // slot (lease release), see the module docs.
+                match slot.compare_exchange_weak(v, until, Ordering::Acquire, Ordering::Relaxed) {
+                    Ok(_) => {
+                        self.set_hint(idx + 1);
+                        return Some(idx);
+                    }
+                    Err(actual) => v = actual,
+                }
+            }
+        }
+        None
+    }
+
+    /// Takes `n` slots free at `now` (all or nothing), setting them to
+    /// `until`. On failure, slots taken so far are given back.
+    pub(crate) fn take(&self, now: u64, until: u64, n: usize) -> bool {
+        let mut taken = 0;
+        while taken < n {
+            if self.take_one(now, until).is_none() {
+                // Every slot set to `until` was taken for an admission at the
+                // same instant; which of them we free changes nothing.
+                self.free_matching(until, taken, now);
+                return false;
+            }
+            taken += 1;
+        }
+        true
+    }
+
+    /// Frees up to `n` slots whose deadline is exactly `until`, setting them
+    /// to `to`. Returns how many were freed.
+    pub(crate) fn free_matching(&self, until: u64, n: usize, to: u64) -> usize {
+        // `u64::MAX` would mean "taken for ever": the latest free value is one
+        // below it.
+        let to = to.min(u64::MAX - 1);
+        let mut freed = 0;
+        for slot in &self.until {
+            if freed == n {
+                break;
+            }
+            // Release: pairs with the Acquire of the next taker.
+            if slot
+                .compare_exchange(until, to, Ordering::Release, Ordering::Relaxed)
+                .is_ok()
+            {
+                freed += 1;
+            }
+        }
+        freed
+    }
+
+    /// Frees up to `n` slots taken at `now`, earliest deadline first, setting
+    /// them to `now`. Returns how many were freed.
+    ///
+    /// Freeing the earliest deadline gives back the least capacity-time: any
+    /// other choice would free a slot that stays taken longer.
+    pub(crate) fn free_earliest(&self, now: u64, n: usize) -> usize {
+        let n = n.min(N);
+        let mut freed = 0;
+        while freed < n {
+            let Some(first) = self.scan(now).first_until else {
+                break;
+            };
+            freed += self.free_matching(first, 1, now);
+        }
+        freed
+    }
+
+    /// Frees slot `idx` if it still holds `until` (a lease ending).
+    pub(crate) fn release(&self, idx: usize, until: u64) -> bool {
+        // Release: pairs with the Acquire of the next taker.
+        self.until[idx]
+            .compare_exchange(until, 0, Ordering::Release, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Moves slot `idx` from `until` to `to` if it still holds `until`.
+    pub(crate) fn replace(&self, idx: usize, until: u64, to: u64) -> bool {
+        // AcqRel: keeps the holder's ownership chain intact, as in `take_one`
+        // and `release`.
+        self.until[idx]
+            .compare_exchange(until, to, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Frees every slot.
+    pub(crate) fn reset(&self) {
+        for slot in &self.until {
+            // Release: as in `release`.
+            slot.store(0, Ordering::Release);
+        }
+    }
+}
