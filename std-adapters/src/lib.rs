@@ -17,6 +17,8 @@
 #![forbid(unsafe_code)]
 
 pub mod clock;
+pub mod keyed;
+mod sync;
 
 pub use clock::MonotonicClock;
 pub use tollgate_core::{
