@@ -24,6 +24,11 @@
 //!   from exactly that fresh state. The claim is one CAS of (fingerprint,
 //!   state) together, so it cannot overwrite a concurrent update of the old
 //!   key. No background thread, no sweep.
+//!   Reclamation is lossless for a clock that does not go backwards
+//!   ([`MonotonicClock`](crate::MonotonicClock)). If a caller's `now` goes back
+//!   from `r` to `t < r` after a slot was handed over at `r`, the key that
+//!   lost it starts fresh at `t`, which can buy it up to `r - t` of budget;
+//!   the GCRA bound otherwise holds (`tests/model_keyed.rs`).
 //! * **When no slot can be had** (every slot of the probe window holds a key
 //!   that is not fresh), [`WhenFull`] decides, per store.
 //!
