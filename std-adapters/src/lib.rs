@@ -21,9 +21,8 @@ pub mod keyed;
 mod sync;
 
 pub use clock::MonotonicClock;
-pub use tollgate_core::{
-    Clock, Decision, Gcra, MAX_CAPACITY, ManualClock, Nanos, Quota, QuotaError, Snapshot, gcra,
-};
+// Everything of the core, so users depend on this crate alone.
+pub use tollgate_core::*;
 
 /// The README's examples, compiled and run as doctests so they stay true.
 #[doc = include_str!("../../README.md")]
