@@ -56,6 +56,10 @@ use tollgate_core::{Decision, Nanos, Quota, Snapshot, gcra};
 
 use crate::sync::{AtomicU8, AtomicU128, Ordering, backoff};
 
+mod semaphore;
+
+pub use semaphore::{Concurrency, ConcurrencyRefused, KeyedPermit, KeyedSemaphore};
+
 /// Slots per bucket: 8 × 16 bytes = 128 bytes, two cache lines, one
 /// `CachePadded` unit on x86-64 and aarch64.
 const SLOTS: usize = 8;
@@ -79,7 +83,7 @@ const LOAD_TENTHS: usize = 7;
 /// assert!(!KeyedGcra.is_fresh(state.unwrap(), Nanos::ZERO));
 /// assert!(KeyedGcra.is_fresh(state.unwrap(), Nanos::from_secs(1)));
 /// ```
-pub trait KeyedAlgorithm {
+pub trait KeyedAlgorithm: KeyedState {
     /// What each call brings along (plans differ per key, so one store
     /// serves every plan).
     type Quota;
@@ -99,7 +103,11 @@ pub trait KeyedAlgorithm {
 
     /// The state after giving back `cost` at `now` (`None`: unchanged).
     fn refunded(&self, quota: &Self::Quota, state: u64, now: Nanos, cost: u32) -> Option<u64>;
+}
 
+/// What a [`KeyedLimiter`] needs to know about a per-key state to reclaim
+/// slots: when it equals the fresh state `0`.
+pub trait KeyedState {
     /// Whether `state` decides exactly like the fresh state `0` at `now` and
     /// later, so the slot holding it may be given to another key.
     fn is_fresh(&self, state: u64, now: Nanos) -> bool;
@@ -130,7 +138,9 @@ impl KeyedAlgorithm for KeyedGcra {
     fn refunded(&self, quota: &Quota, state: u64, now: Nanos, cost: u32) -> Option<u64> {
         gcra::refunded(quota, state, now, cost)
     }
+}
 
+impl KeyedState for KeyedGcra {
     /// `TAT <= now`: the bucket is full, exactly like a key never seen.
     #[inline]
     fn is_fresh(&self, state: u64, now: Nanos) -> bool {
@@ -257,7 +267,7 @@ type Bucket = CachePadded<[AtomicU128; SLOTS]>;
 /// measured. The insertion lock is a byte taken with an `Acquire` CAS and
 /// released with a `Release` store, pairing with each other, so the re-scan
 /// under the lock sees every slot claimed by the previous holder.
-pub struct KeyedLimiter<A: KeyedAlgorithm = KeyedGcra, S = ahash::RandomState> {
+pub struct KeyedLimiter<A: KeyedState = KeyedGcra, S = ahash::RandomState> {
     buckets: Box<[Bucket]>,
     locks: Box<[AtomicU8]>,
     hasher: S,
@@ -274,7 +284,7 @@ impl KeyedLimiter<KeyedGcra, ahash::RandomState> {
     }
 }
 
-impl<A: KeyedAlgorithm, S: BuildHasher> KeyedLimiter<A, S> {
+impl<A: KeyedState, S: BuildHasher> KeyedLimiter<A, S> {
     /// A store for `capacity` keys with the given algorithm and hasher.
     ///
     /// ```
@@ -395,78 +405,80 @@ impl<A: KeyedAlgorithm, S: BuildHasher> KeyedLimiter<A, S> {
         None
     }
 
-    /// Applies a check to `fp`'s slot. `None` if the slot no longer holds
-    /// `fp` (it was fresh and was handed to another key).
+    /// Applies `step` to `fp`'s slot in a CAS loop. `None` if the slot no
+    /// longer holds `fp` (it was fresh and was handed to another key).
     #[inline]
-    fn apply(
+    fn apply<R>(
         &self,
         slot: &AtomicU128,
         fp: u64,
-        quota: &A::Quota,
-        now: Nanos,
-        cost: u32,
-    ) -> Option<Decision> {
+        step: &impl Fn(u64) -> (R, Option<u64>),
+    ) -> Option<R> {
         let mut cur = slot.load(Ordering::Acquire);
         loop {
             if hi(cur) != fp {
                 return None;
             }
-            let (d, new) = self.algorithm.decide(quota, lo(cur), now, cost);
-            let Some(new) = new else { return Some(d) };
+            let (r, new) = step(lo(cur));
+            let Some(new) = new else { return Some(r) };
             // AcqRel/Acquire: see the type's "Memory ordering".
             match slot.compare_exchange(cur, pack(fp, new), Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => return Some(d),
+                Ok(_) => return Some(r),
                 Err(actual) => cur = actual,
             }
         }
     }
 
-    /// Asks to admit one unit for `key` under `quota` at `now`.
+    /// Runs `step` (a pure transition of one key's state: result and state
+    /// to store) on `key`'s state, atomically. A key not tracked is in the
+    /// fresh state `0`; it gets a slot only if `step` stores something.
+    /// `Err(r)` carries the result when a slot was needed and none could be
+    /// had under [`WhenFull::Deny`] or [`WhenFull::AllowUntracked`].
     #[inline]
-    pub fn check<K: Hash + ?Sized>(&self, key: &K, quota: &A::Quota, now: Nanos) -> KeyedDecision {
-        self.check_n(key, quota, now, 1)
-    }
-
-    /// Asks to admit `cost` units for `key` under `quota` at `now`, all or
-    /// nothing. A denial writes nothing, and a new key that is refused is not
-    /// inserted.
-    pub fn check_n<K: Hash + ?Sized>(
+    fn transact<K: Hash + ?Sized, R>(
         &self,
         key: &K,
-        quota: &A::Quota,
         now: Nanos,
-        cost: u32,
-    ) -> KeyedDecision {
+        step: impl Fn(u64) -> (R, Option<u64>),
+    ) -> Result<R, R> {
         let (fp, home) = self.locate(key);
-        while let Some(slot) = self.lookup(fp, home) {
-            if let Some(d) = self.apply(slot, fp, quota, now, cost) {
-                return KeyedDecision::Decided(d);
-            }
-        }
-        self.insert(fp, home, quota, now, cost)
+        self.transact_at(fp, home, now, step)
     }
 
-    #[cold]
-    fn insert(
+    #[inline]
+    fn transact_at<R>(
         &self,
         fp: u64,
         home: usize,
-        quota: &A::Quota,
         now: Nanos,
-        cost: u32,
-    ) -> KeyedDecision {
+        step: impl Fn(u64) -> (R, Option<u64>),
+    ) -> Result<R, R> {
+        while let Some(slot) = self.lookup(fp, home) {
+            if let Some(r) = self.apply(slot, fp, &step) {
+                return Ok(r);
+            }
+        }
+        self.insert(fp, home, now, &step)
+    }
+
+    #[cold]
+    fn insert<R>(
+        &self,
+        fp: u64,
+        home: usize,
+        now: Nanos,
+        step: &impl Fn(u64) -> (R, Option<u64>),
+    ) -> Result<R, R> {
         // A key not found is in the fresh state: decide on that first, so a
-        // refusal (or a zero cost) needs no slot at all.
-        let (d, new) = self.algorithm.decide(quota, 0, now, cost);
-        let Some(new) = new else {
-            return KeyedDecision::Decided(d);
-        };
+        // refusal (or a read-only step) needs no slot at all.
+        let (r, new) = step(0);
+        let Some(new) = new else { return Ok(r) };
         let _lock = self.lock(home);
         // Under the lock no one else inserts a key of this home bucket: look
         // again for a copy inserted while we waited.
         while let Some(slot) = self.lookup(fp, home) {
-            if let Some(d) = self.apply(slot, fp, quota, now, cost) {
-                return KeyedDecision::Decided(d);
+            if let Some(r) = self.apply(slot, fp, step) {
+                return Ok(r);
             }
         }
         let word = pack(fp, new);
@@ -477,29 +489,28 @@ impl<A: KeyedAlgorithm, S: BuildHasher> KeyedLimiter<A, S> {
             // home's insertion); then look at what it holds now.
             while cur == 0 || (hi(cur) != fp && self.algorithm.is_fresh(lo(cur), now)) {
                 match slot.compare_exchange(cur, word, Ordering::AcqRel, Ordering::Acquire) {
-                    Ok(_) => return KeyedDecision::Decided(d),
+                    Ok(_) => return Ok(r),
                     Err(actual) => cur = actual,
                 }
             }
         }
-        match self.when_full {
-            WhenFull::Deny => KeyedDecision::StoreFull,
-            WhenFull::AllowUntracked => KeyedDecision::Untracked(d),
-            WhenFull::EvictNearestFresh => loop {
-                let victim = self
-                    .window(home)
-                    .map(|s| (s, s.load(Ordering::Acquire)))
-                    .min_by_key(|&(_, v)| self.algorithm.distance_from_fresh(lo(v), now));
-                let Some((slot, v)) = victim else {
-                    return KeyedDecision::StoreFull;
-                };
-                if slot
-                    .compare_exchange(v, word, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok()
-                {
-                    return KeyedDecision::Decided(d);
-                }
-            },
+        if self.when_full != WhenFull::EvictNearestFresh {
+            return Err(r);
+        }
+        loop {
+            let victim = self
+                .window(home)
+                .map(|s| (s, s.load(Ordering::Acquire)))
+                .min_by_key(|&(_, v)| self.algorithm.distance_from_fresh(lo(v), now));
+            let Some((slot, v)) = victim else {
+                return Err(r);
+            };
+            if slot
+                .compare_exchange(v, word, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                return Ok(r);
+            }
         }
     }
 
@@ -515,6 +526,35 @@ impl<A: KeyedAlgorithm, S: BuildHasher> KeyedLimiter<A, S> {
         }
         LockGuard(lock)
     }
+}
+
+impl<A: KeyedAlgorithm, S: BuildHasher> KeyedLimiter<A, S> {
+    /// Asks to admit one unit for `key` under `quota` at `now`.
+    #[inline]
+    pub fn check<K: Hash + ?Sized>(&self, key: &K, quota: &A::Quota, now: Nanos) -> KeyedDecision {
+        self.check_n(key, quota, now, 1)
+    }
+
+    /// Asks to admit `cost` units for `key` under `quota` at `now`, all or
+    /// nothing. A denial writes nothing, and a new key that is refused is not
+    /// inserted.
+    #[inline]
+    pub fn check_n<K: Hash + ?Sized>(
+        &self,
+        key: &K,
+        quota: &A::Quota,
+        now: Nanos,
+        cost: u32,
+    ) -> KeyedDecision {
+        let step = |state| self.algorithm.decide(quota, state, now, cost);
+        match self.transact(key, now, step) {
+            Ok(d) => KeyedDecision::Decided(d),
+            Err(d) => match self.when_full {
+                WhenFull::AllowUntracked => KeyedDecision::Untracked(d),
+                _ => KeyedDecision::StoreFull,
+            },
+        }
+    }
 
     /// The state of `key` at `now` without consuming anything. A key not
     /// tracked reads as fresh.
@@ -529,7 +569,8 @@ impl<A: KeyedAlgorithm, S: BuildHasher> KeyedLimiter<A, S> {
     }
 
     /// Gives back `cost` units of `key` that were admitted but not used
-    /// (never beyond a fresh state). Returns the state after.
+    /// (never beyond a fresh state). Returns the state after. A key not
+    /// tracked is already fresh: nothing to give back.
     pub fn refund<K: Hash + ?Sized>(
         &self,
         key: &K,
@@ -537,25 +578,19 @@ impl<A: KeyedAlgorithm, S: BuildHasher> KeyedLimiter<A, S> {
         now: Nanos,
         cost: u32,
     ) -> Snapshot {
-        let (fp, home) = self.locate(key);
-        if let Some(slot) = self.lookup(fp, home) {
-            let mut cur = slot.load(Ordering::Acquire);
-            while hi(cur) == fp {
-                let Some(new) = self.algorithm.refunded(quota, lo(cur), now, cost) else {
-                    return self.algorithm.snapshot(quota, lo(cur), now);
-                };
-                match slot.compare_exchange(cur, pack(fp, new), Ordering::AcqRel, Ordering::Acquire)
-                {
-                    Ok(_) => return self.algorithm.snapshot(quota, new, now),
-                    Err(actual) => cur = actual,
-                }
-            }
+        let step = |state| match self.algorithm.refunded(quota, state, now, cost) {
+            Some(new) => (self.algorithm.snapshot(quota, new, now), Some(new)),
+            None => (self.algorithm.snapshot(quota, state, now), None),
+        };
+        // A refund of an untracked key stores nothing (fresh stays fresh),
+        // so it never needs a slot.
+        match self.transact(key, now, step) {
+            Ok(s) | Err(s) => s,
         }
-        self.algorithm.snapshot(quota, 0, now)
     }
 }
 
-impl<A: KeyedAlgorithm, S> fmt::Debug for KeyedLimiter<A, S> {
+impl<A: KeyedState, S> fmt::Debug for KeyedLimiter<A, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedLimiter")
             .field("capacity", &self.capacity)
