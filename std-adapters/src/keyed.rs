@@ -73,7 +73,7 @@ const LOAD_TENTHS: usize = 7;
 /// seen starts from).
 ///
 /// ```
-/// use tollgate::keyed::{KeyedAlgorithm, KeyedGcra};
+/// use tollgate::keyed::{KeyedAlgorithm, KeyedGcra, KeyedState};
 /// use tollgate::{Nanos, Quota};
 /// use std::num::NonZeroU32;
 ///
