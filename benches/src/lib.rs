@@ -1,1 +1,119 @@
-//! Benchmarks for tollgate.
+//! Benchmarks for tollgate, side by side with `governor`.
+//!
+//! * `benches/gcra.rs` — criterion groups, one per case, with a `tollgate`
+//!   and a `governor` function in each.
+//! * `src/bin/compare.rs` — the `compare` binary: every case in one process,
+//!   the two sides interleaved repetition by repetition, one JSON line per case.
+//!
+//! This library holds the measurement harness the binary uses.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+/// Runs `f` `iters` times and returns nanoseconds per call.
+pub fn time_per_op(iters: u64, mut f: impl FnMut() -> u64) -> f64 {
+    let start = Instant::now();
+    let mut sink = 0u64;
+    for _ in 0..iters {
+        sink = sink.wrapping_add(f());
+    }
+    black_box(sink);
+    start.elapsed().as_nanos() as f64 / iters as f64
+}
+
+/// The median of `xs` (sorted in place).
+pub fn median(xs: &mut [f64]) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    }
+}
+
+/// Measures two sides with `reps` interleaved repetitions (A, B, A, B, ...)
+/// after one warm-up of each, so machine noise hits both alike. Returns the
+/// median ns/op of each side.
+pub fn side_by_side(
+    reps: usize,
+    iters: u64,
+    mut a: impl FnMut() -> u64,
+    mut b: impl FnMut() -> u64,
+) -> (f64, f64) {
+    time_per_op(iters / 4 + 1, &mut a);
+    time_per_op(iters / 4 + 1, &mut b);
+    let (mut ta, mut tb) = (Vec::with_capacity(reps), Vec::with_capacity(reps));
+    for _ in 0..reps {
+        ta.push(time_per_op(iters, &mut a));
+        tb.push(time_per_op(iters, &mut b));
+    }
+    (median(&mut ta), median(&mut tb))
+}
+
+/// One JSON object (a line of `compare`'s output).
+#[derive(Debug, Default)]
+pub struct Line {
+    fields: Vec<(String, String)>,
+}
+
+impl Line {
+    /// A line for benchmark `bench`.
+    pub fn new(bench: &str) -> Line {
+        Line::default().str("bench", bench)
+    }
+
+    /// Adds a string field.
+    pub fn str(mut self, k: &str, v: &str) -> Line {
+        self.fields
+            .push((k.into(), format!("\"{}\"", v.replace('"', "\\\""))));
+        self
+    }
+
+    /// Adds a number field (NaN and infinities as null).
+    pub fn num(mut self, k: &str, v: f64) -> Line {
+        let s = if v.is_finite() {
+            format!("{}", (v * 1000.0).round() / 1000.0)
+        } else {
+            "null".into()
+        };
+        self.fields.push((k.into(), s));
+        self
+    }
+
+    /// The tollgate/peer pair and their ratio.
+    pub fn pair(self, tollgate_ns: f64, peer_ns: f64) -> Line {
+        self.num("tollgate_ns", tollgate_ns)
+            .num("peer_ns", peer_ns)
+            .num("ratio", tollgate_ns / peer_ns)
+    }
+
+    /// The JSON text.
+    pub fn render(&self) -> String {
+        let body: Vec<String> = self
+            .fields
+            .iter()
+            .map(|(k, v)| format!("\"{k}\":{v}"))
+            .collect();
+        format!("{{{}}}", body.join(","))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_lines_and_medians() {
+        let l = Line::new("x").pair(1.0, 4.0).num("threads", 2.0);
+        assert_eq!(
+            l.render(),
+            r#"{"bench":"x","tollgate_ns":1,"peer_ns":4,"ratio":0.25,"threads":2}"#
+        );
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
+}

@@ -114,7 +114,7 @@ pub fn decide(quota: &Quota, tat: u64, now: Nanos, cost: u32) -> (Decision, Opti
 /// Unit requests that fit when the TAT is `ahead` ns past now.
 #[inline]
 fn remaining(quota: &Quota, ahead: u64) -> u32 {
-    let free = quota.capacity_raw().saturating_sub(ahead) / quota.emission_raw();
+    let free = quota.units_in(quota.capacity_raw().saturating_sub(ahead));
     // free <= capacity / T == burst, which is a u32.
     u32::try_from(free).unwrap_or(u32::MAX)
 }

@@ -45,7 +45,8 @@ use crate::time::Nanos;
 /// // A holder that never releases: its slot comes back at the deadline.
 /// let crashed = scans.try_acquire_until(now, now + timeout).unwrap();
 /// crashed.forget();
-/// assert_eq!(scans.in_use(now + timeout), 1);
+/// assert_eq!(scans.in_use(now), 2);
+/// assert_eq!(scans.in_use(now + timeout), 0); // both leases expired
 /// ```
 #[derive(Debug)]
 pub struct LeaseSemaphore<const N: usize> {

@@ -1,0 +1,410 @@
+//! `compare`: tollgate and governor side by side, in one process, one run.
+//!
+//! ```sh
+//! cargo run --release -p tollgate-benches --bin compare -- --quick
+//! cargo run --release -p tollgate-benches --bin compare -- --json-out benches/results/run.jsonl
+//! ```
+//!
+//! Prints one JSON object per line: `bench`, `tollgate_ns`, `peer_ns`,
+//! `ratio` (= tollgate / peer; below 1 means tollgate is faster), and for
+//! scaling lines `threads` and `*_mops_total`. Each figure is the median of
+//! several repetitions, the two sides interleaved (A, B, A, B, ...) after a
+//! warm-up of each. Same quota, same clock kind and same key order on both
+//! sides. Where governor has no equivalent the peer is tollgate's own GCRA,
+//! and the line says so in `peer`.
+
+// Benchmark arithmetic: counts and nanoseconds far below 2^52.
+#![allow(clippy::cast_possible_truncation)]
+
+use std::hint::black_box;
+use std::io::Write;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use governor::clock::FakeRelativeClock;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use tollgate::keyed::KeyedLimiter;
+use tollgate::{All, Clock, Gcra, MonotonicClock, Nanos, Quota, SlidingLog};
+use tollgate_benches::{Line, side_by_side};
+
+fn nz(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n).expect("non-zero")
+}
+
+struct Cfg {
+    reps: usize,
+    iters: u64,
+    quick: bool,
+    out: Option<std::fs::File>,
+}
+
+impl Cfg {
+    fn emit(&mut self, line: Line) {
+        let text = line.render();
+        println!("{text}");
+        if let Some(f) = &mut self.out {
+            let _ = writeln!(f, "{text}");
+        }
+    }
+}
+
+/// A quota under which every check in a benchmark is allowed without moving
+/// time: 10^9 per second with a burst of u32::MAX (4.3 s of capacity), on
+/// both sides.
+fn allowed() -> (Quota, governor::Quota) {
+    (
+        Quota::per_second(nz(1_000_000_000)).with_burst(NonZeroU32::MAX),
+        governor::Quota::per_second(nz(1_000_000_000)).allow_burst(NonZeroU32::MAX),
+    )
+}
+
+/// A value alone on its cache line(s), on the heap.
+fn pad<T>(v: T) -> Box<crossbeam_utils::CachePadded<T>> {
+    Box::new(crossbeam_utils::CachePadded::new(v))
+}
+
+fn fake_clock() -> FakeRelativeClock {
+    let c = FakeRelativeClock::default();
+    c.advance(Duration::from_secs(1));
+    c
+}
+
+fn gcra_single(cfg: &mut Cfg) {
+    let (tq, gq) = allowed();
+    let now = Nanos::from_secs(1);
+
+    // Both limiters on their own cache lines, so neither shares one with
+    // the benchmark's stack.
+    let t = pad(Gcra::new(tq));
+    let g = pad(governor::RateLimiter::direct_with_clock(gq, fake_clock()));
+    let (a, b) = side_by_side(
+        cfg.reps,
+        cfg.iters,
+        || u64::from(t.check(black_box(now)).is_allowed()),
+        || u64::from(g.check().is_ok()),
+    );
+    cfg.emit(Line::new("gcra_check_allowed_manual_clock").pair(a, b));
+
+    let t = pad(Gcra::new(Quota::per_second(nz(1))));
+    let g = pad(governor::RateLimiter::direct_with_clock(
+        governor::Quota::per_second(nz(1)),
+        fake_clock(),
+    ));
+    assert!(t.check(now).is_allowed() && g.check().is_ok());
+    assert!(!t.check(now).is_allowed() && g.check().is_err());
+    let (a, b) = side_by_side(
+        cfg.reps,
+        cfg.iters,
+        || u64::from(!t.check(black_box(now)).is_allowed()),
+        || u64::from(g.check().is_err()),
+    );
+    cfg.emit(Line::new("gcra_check_denied_manual_clock").pair(a, b));
+
+    let t = pad(Gcra::new(tq));
+    let g = pad(governor::RateLimiter::direct_with_clock(gq, fake_clock()));
+    let (a, b) = side_by_side(
+        cfg.reps,
+        cfg.iters,
+        || u64::from(t.check_n(black_box(now), 5).is_allowed()),
+        || u64::from(matches!(g.check_n(nz(5)), Ok(Ok(())))),
+    );
+    cfg.emit(Line::new("gcra_check_n5_allowed_manual_clock").pair(a, b));
+
+    let clock = MonotonicClock::new();
+    let t = pad(Gcra::new(tq));
+    let g = pad(governor::RateLimiter::direct(gq));
+    let (a, b) = side_by_side(
+        cfg.reps,
+        cfg.iters,
+        || u64::from(t.check(clock.now()).is_allowed()),
+        || u64::from(g.check().is_ok()),
+    );
+    cfg.emit(Line::new("gcra_check_allowed_real_clock").pair(a, b).str(
+        "clocks",
+        "MonotonicClock (quanta TSC) vs governor DefaultClock (quanta)",
+    ));
+
+    let t = pad(Gcra::new(Quota::per_hour(nz(1))));
+    let g = pad(governor::RateLimiter::direct(governor::Quota::per_hour(
+        nz(1),
+    )));
+    let _ = (t.check(clock.now()), g.check());
+    let (a, b) = side_by_side(
+        cfg.reps,
+        cfg.iters,
+        || u64::from(!t.check(clock.now()).is_allowed()),
+        || u64::from(g.check().is_err()),
+    );
+    cfg.emit(Line::new("gcra_check_denied_real_clock").pair(a, b).str(
+        "clocks",
+        "MonotonicClock (quanta TSC) vs governor DefaultClock (quanta)",
+    ));
+}
+
+/// Runs `f(thread_index)` `iters` times on each of `threads` threads started
+/// together; returns total million operations per second, timed from the
+/// common start to the last thread's finish (each thread times itself).
+fn mops(threads: usize, iters: u64, f: impl Fn(usize) -> u64 + Send + Sync + 'static) -> f64 {
+    let f = Arc::new(f);
+    let barrier = Arc::new(Barrier::new(threads));
+    let handles: Vec<_> = (0..threads)
+        .map(|i| {
+            let (f, barrier) = (f.clone(), barrier.clone());
+            thread::spawn(move || {
+                barrier.wait();
+                let start = Instant::now();
+                let mut sink = 0u64;
+                for _ in 0..iters {
+                    sink = sink.wrapping_add(f(i));
+                }
+                black_box(sink);
+                start.elapsed()
+            })
+        })
+        .collect();
+    let longest = handles
+        .into_iter()
+        .map(|h| h.join().expect("bench thread"))
+        .max()
+        .unwrap_or_default();
+    (threads as u64 * iters) as f64 / longest.as_secs_f64() / 1e6
+}
+
+fn scaling_line(
+    cfg: &mut Cfg,
+    bench: &str,
+    threads: usize,
+    t_mops: &mut [f64],
+    g_mops: &mut [f64],
+) {
+    let t = tollgate_benches::median(t_mops);
+    let g = tollgate_benches::median(g_mops);
+    let note = if threads > 2 {
+        "oversubscribed: 2 cores"
+    } else {
+        "2-core machine"
+    };
+    cfg.emit(
+        Line::new(bench)
+            .pair(threads as f64 * 1e3 / t, threads as f64 * 1e3 / g)
+            .num("threads", threads as f64)
+            .num("tollgate_mops_total", t)
+            .num("peer_mops_total", g)
+            .str("note", note),
+    );
+}
+
+fn scaling(cfg: &mut Cfg) {
+    let reps = cfg.reps.min(5);
+    let iters = cfg.iters / 4;
+    let now = Nanos::from_secs(1);
+    for threads in [1usize, 2, 4, 8] {
+        // (a) one shared key, all allowed.
+        let (mut tm, mut gm) = (Vec::new(), Vec::new());
+        for _ in 0..reps {
+            let (tq, gq) = allowed();
+            let t = Arc::new(Gcra::new(tq));
+            tm.push(mops(threads, iters, move |_| {
+                u64::from(t.check(now).is_allowed())
+            }));
+            let g = Arc::new(governor::RateLimiter::direct_with_clock(gq, fake_clock()));
+            gm.push(mops(threads, iters, move |_| u64::from(g.check().is_ok())));
+        }
+        scaling_line(cfg, "scaling_shared_key_allowed", threads, &mut tm, &mut gm);
+
+        // (b) one shared key, all denied.
+        let (mut tm, mut gm) = (Vec::new(), Vec::new());
+        for _ in 0..reps {
+            let t = Arc::new(Gcra::new(Quota::per_hour(nz(1))));
+            let _ = t.check(now);
+            tm.push(mops(threads, iters, move |_| {
+                u64::from(!t.check(now).is_allowed())
+            }));
+            let g = Arc::new(governor::RateLimiter::direct_with_clock(
+                governor::Quota::per_hour(nz(1)),
+                fake_clock(),
+            ));
+            let _ = g.check();
+            gm.push(mops(threads, iters, move |_| u64::from(g.check().is_err())));
+        }
+        scaling_line(cfg, "scaling_shared_key_denied", threads, &mut tm, &mut gm);
+
+        // (c) distinct keys in one keyed store, all allowed.
+        let (mut tm, mut gm) = (Vec::new(), Vec::new());
+        const KEYS_PER_THREAD: u64 = 1_024;
+        for _ in 0..reps {
+            let (tq, gq) = allowed();
+            let store =
+                Arc::new(KeyedLimiter::new(threads * 1_024).expect("capacity"));
+            tm.push(mops(threads, iters, move |i| {
+                let k = (i as u64) * KEYS_PER_THREAD + fastrand_key(KEYS_PER_THREAD);
+                u64::from(store.check(&k, &tq, now).is_allowed())
+            }));
+            let g = Arc::new(governor::RateLimiter::dashmap_with_clock(gq, fake_clock()));
+            gm.push(mops(threads, iters, move |i| {
+                let k = (i as u64) * KEYS_PER_THREAD + fastrand_key(KEYS_PER_THREAD);
+                u64::from(g.check_key(&k).is_ok())
+            }));
+        }
+        scaling_line(
+            cfg,
+            "scaling_distinct_keys_allowed",
+            threads,
+            &mut tm,
+            &mut gm,
+        );
+    }
+}
+
+/// A cheap thread-local pseudo-random key in `0..n` (same generator on both
+/// sides).
+fn fastrand_key(n: u64) -> u64 {
+    use std::cell::Cell;
+    thread_local!(static S: Cell<u64> = const { Cell::new(0x9E37_79B9_7F4A_7C15) });
+    S.with(|s| {
+        // xorshift64*
+        let mut x = s.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        s.set(x);
+        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) % n
+    })
+}
+
+fn keyed(cfg: &mut Cfg) {
+    let now = Nanos::from_secs(1);
+    let sizes: &[usize] = if cfg.quick {
+        &[1_000, 1_000_000]
+    } else {
+        &[1_000, 1_000_000, 10_000_000]
+    };
+    for &n in sizes {
+        let (tq, gq) = allowed();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+        let mut keys: Vec<u64> = (0..n as u64).map(|_| rng.random()).collect();
+        let store = KeyedLimiter::new(n).expect("capacity");
+        let gov = governor::RateLimiter::dashmap_with_clock(gq, fake_clock());
+        // Insert path: every key once, in random order.
+        let t0 = Instant::now();
+        for k in &keys {
+            black_box(store.check(k, &tq, now).is_allowed());
+        }
+        let t_insert = t0.elapsed().as_nanos() as f64 / n as f64;
+        let g0 = Instant::now();
+        for k in &keys {
+            black_box(gov.check_key(k).is_ok());
+        }
+        let g_insert = g0.elapsed().as_nanos() as f64 / n as f64;
+        cfg.emit(
+            Line::new(&format!("keyed_first_insert_{}_keys", label(n))).pair(t_insert, g_insert),
+        );
+
+        // Hit path: keys visited in (another) random order.
+        keys.shuffle(&mut rng);
+        let iters = (cfg.iters / 2).max(n as u64);
+        let (mut i, mut j) = (0usize, 0usize);
+        let (a, b) = side_by_side(
+            cfg.reps,
+            iters,
+            || {
+                i = if i + 1 == keys.len() { 0 } else { i + 1 };
+                u64::from(store.check(&keys[i], &tq, now).is_allowed())
+            },
+            || {
+                j = if j + 1 == keys.len() { 0 } else { j + 1 };
+                u64::from(gov.check_key(&keys[j]).is_ok())
+            },
+        );
+        cfg.emit(Line::new(&format!("keyed_check_{}_keys_random", label(n))).pair(a, b));
+        if n == 1_000_000 {
+            cfg.emit(
+                Line::new("keyed_bytes_per_key_1m")
+                    .num("tollgate_bytes", store.memory_bytes() as f64 / n as f64)
+                    .str(
+                        "how",
+                        "tollgate: table bytes / capacity (fixed at construction)",
+                    ),
+            );
+        }
+    }
+}
+
+fn label(n: usize) -> String {
+    match n {
+        n if n >= 1_000_000 => format!("{}m", n / 1_000_000),
+        n if n >= 1_000 => format!("{}k", n / 1_000),
+        n => n.to_string(),
+    }
+}
+
+fn algorithms(cfg: &mut Cfg) {
+    let now = Nanos::from_secs(1);
+    let (tq, gq) = allowed();
+    // Sliding log (no governor equivalent: peer is tollgate's GCRA).
+    let log = SlidingLog::<64>::new(Nanos::from_micros(64)).expect("window");
+    let base = Gcra::new(tq);
+    let mut t = 0u64;
+    let (a, b) = side_by_side(
+        cfg.reps,
+        cfg.iters / 4,
+        || {
+            // Every check allowed: 1 µs apart, each unit leaves the 64 µs
+            // window just as its slot comes round again.
+            t += 1_000;
+            u64::from(log.check(Nanos::new(t)).is_allowed())
+        },
+        || u64::from(base.check(black_box(now)).is_allowed()),
+    );
+    cfg.emit(
+        Line::new("sliding_log64_check_allowed")
+            .pair(a, b)
+            .str("peer", "tollgate Gcra (governor has no sliding log)"),
+    );
+    // Composite of three GCRAs vs three governor limiters checked one after
+    // the other (governor has no all-or-nothing composite).
+    let all = All((Gcra::new(tq), Gcra::new(tq), Gcra::new(tq)));
+    let gs = [
+        governor::RateLimiter::direct_with_clock(gq, fake_clock()),
+        governor::RateLimiter::direct_with_clock(gq, fake_clock()),
+        governor::RateLimiter::direct_with_clock(gq, fake_clock()),
+    ];
+    let (a, b) = side_by_side(
+        cfg.reps,
+        cfg.iters / 2,
+        || u64::from(all.check_all(black_box(now), 1).decision.is_allowed()),
+        || u64::from(gs.iter().all(|g| g.check().is_ok())),
+    );
+    cfg.emit(Line::new("composite_3_gcra_allowed").pair(a, b).str(
+        "peer",
+        "3 governor limiters checked in sequence (not all-or-nothing)",
+    ));
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let out = args
+        .iter()
+        .position(|a| a == "--json-out")
+        .and_then(|i| args.get(i + 1))
+        .map(|p| std::fs::File::create(p).expect("create --json-out file"));
+    let mut cfg = Cfg {
+        reps: if quick { 5 } else { 21 },
+        iters: if quick { 2_000_000 } else { 10_000_000 },
+        quick,
+        out,
+    };
+    let started = Instant::now();
+    gcra_single(&mut cfg);
+    algorithms(&mut cfg);
+    keyed(&mut cfg);
+    scaling(&mut cfg);
+    eprintln!(
+        "compare finished in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}

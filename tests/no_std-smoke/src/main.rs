@@ -1,0 +1,65 @@
+//! Firmware-shaped smoke test: tollgate-core limiters in `static`s, a tick
+//! clock, no allocator, no std. CI builds it for thumbv7em, thumbv6m and
+//! riscv32imc (`ci/embedded.sh`); `ci/size.sh`-style tools can read the ELF.
+#![no_std]
+#![no_main]
+
+use core::num::NonZeroU32;
+
+// Link the critical-section implementations the firmware chose (see
+// Cargo.toml); nothing else refers to these crates.
+#[cfg(all(target_arch = "arm", not(target_has_atomic = "32")))]
+use cortex_m as _;
+#[cfg(target_arch = "riscv32")]
+use riscv as _;
+use tollgate_core::{
+    All, Clock, Gcra, LeaseSemaphore, Limiter, ManualClock, Nanos, Quota, SlidingLog,
+};
+
+/// 100 requests per second, bursts of 10.
+static LIMIT: Gcra = Gcra::new(
+    Quota::per_second(NonZeroU32::new(100).unwrap()).with_burst(NonZeroU32::new(10).unwrap()),
+);
+/// At most 8 in any one-second window.
+static WINDOW: SlidingLog<8> = match SlidingLog::new(Nanos::from_secs(1)) {
+    Ok(log) => log,
+    Err(_) => panic!("one second is a valid window"),
+};
+/// Two concurrent jobs, each leased for at most 5 ms.
+static JOBS: LeaseSemaphore<2> = LeaseSemaphore::new();
+/// A 1 kHz tick counter as the clock.
+static CLOCK: ManualClock = ManualClock::new(Nanos::ZERO);
+
+fn run() -> ! {
+    let mut admitted: u32 = 0;
+    loop {
+        CLOCK.advance(Nanos::from_millis(1));
+        let now = CLOCK.now();
+        if All((&LIMIT, &WINDOW)).check(now).is_allowed() {
+            admitted = admitted.wrapping_add(1);
+        }
+        if let Ok(job) = JOBS.try_acquire_until(now, now + Nanos::from_millis(5)) {
+            core::hint::black_box(&job);
+        }
+        core::hint::black_box(admitted);
+    }
+}
+
+#[cfg(target_arch = "arm")]
+#[cortex_m_rt::entry]
+fn main() -> ! {
+    run()
+}
+
+#[cfg(target_arch = "riscv32")]
+#[riscv_rt::entry]
+fn main() -> ! {
+    run()
+}
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    loop {
+        core::hint::spin_loop();
+    }
+}
