@@ -55,5 +55,6 @@ pub use gcra::Gcra;
 pub use lease::{Lease, LeaseError, LeaseSemaphore};
 pub use limiter::Limiter;
 pub use quota::{MAX_CAPACITY, Quota, QuotaError};
+pub use semaphore::{AcquireError, Permit, ReleaseError, Semaphore};
 pub use sliding_log::{LogError, LogState, SlidingLog};
 pub use time::{Clock, ManualClock, Nanos};
