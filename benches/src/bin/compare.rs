@@ -237,8 +237,7 @@ fn scaling(cfg: &mut Cfg) {
         const KEYS_PER_THREAD: u64 = 1_024;
         for _ in 0..reps {
             let (tq, gq) = allowed();
-            let store =
-                Arc::new(KeyedLimiter::new(threads * 1_024).expect("capacity"));
+            let store = Arc::new(KeyedLimiter::new(threads * 1_024).expect("capacity"));
             tm.push(mops(threads, iters, move |i| {
                 let k = (i as u64) * KEYS_PER_THREAD + fastrand_key(KEYS_PER_THREAD);
                 u64::from(store.check(&k, &tq, now).is_allowed())
