@@ -47,7 +47,7 @@ mod sliding_log;
 mod slots;
 mod sync;
 mod time;
-mod window;
+pub mod window;
 
 pub use all::{All, AllDecision, Members};
 pub use decision::{Decision, Snapshot};
@@ -58,3 +58,4 @@ pub use quota::{MAX_CAPACITY, Quota, QuotaError};
 pub use semaphore::{AcquireError, Permit, ReleaseError, Semaphore};
 pub use sliding_log::{LogError, LogState, SlidingLog};
 pub use time::{Clock, ManualClock, Nanos};
+pub use window::{FixedWindow, SlidingWindow, WindowError};
