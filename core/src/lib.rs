@@ -58,4 +58,4 @@ pub use quota::{MAX_CAPACITY, Quota, QuotaError};
 pub use semaphore::{AcquireError, Permit, ReleaseError, Semaphore};
 pub use sliding_log::{LogError, LogState, SlidingLog};
 pub use time::{Clock, ManualClock, Nanos};
-pub use window::{FixedWindow, SlidingWindow, WindowError};
+pub use window::{FixedRule, FixedWindow, SlidingRule, SlidingWindow, WindowError};

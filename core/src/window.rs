@@ -88,76 +88,35 @@ pub const fn unpack_fixed(word: u64) -> (u32, u32) {
     r
 }
 
-/// At most `limit` units per fixed window of length `W`, windows aligned so
-/// that they can follow calendar minutes, hours or days of a wall clock.
-///
-/// Window `i` covers `[i × W − offset, (i + 1) × W − offset)` on the caller's
-/// clock. To follow the calendar, pass as `offset` the Unix time (in ns) of
-/// your clock's epoch: then windows start on whole Unix minutes/hours/days
-/// (UTC). BlockSecOps' per-day limits reset at midnight UTC that way.
-///
-/// The state is one `AtomicU64`: window index (mod 2^32) and count. Time going
-/// backwards into an earlier window counts against the later window already
-/// stored (stricter, never looser); an index 2^32 windows stale could be
-/// mistaken for the current one, which can only carry an old count over
-/// (stricter) — 136 years of 1-second windows.
-///
-/// # Memory ordering
-///
-/// `Relaxed` throughout, as for [`Gcra`](crate::Gcra): the word publishes
-/// nothing but itself.
-///
-/// ```
-/// use core::num::NonZeroU32;
-/// use tollgate_core::{FixedWindow, Nanos};
-///
-/// // 100 per calendar hour; our clock's epoch was at Unix time 1714305600.5 s.
-/// let epoch_unix = Nanos::from_millis(1_714_305_600_500);
-/// let hourly = FixedWindow::new(NonZeroU32::new(100).unwrap(), Nanos::from_secs(3_600), epoch_unix)
-///     .unwrap();
-/// let d = hourly.check_n(Nanos::ZERO, 100);
-/// assert!(d.is_allowed());
-/// // Denied until the top of the hour, 3 599.5 s after our epoch.
-/// let d = hourly.check(Nanos::ZERO);
-/// assert_eq!(d.retry_after(), Some(Nanos::from_millis(3_599_500)));
-/// assert!(hourly.check(Nanos::from_millis(3_599_500)).is_allowed());
-/// ```
-#[derive(Debug)]
-pub struct FixedWindow {
-    state: AtomicU64,
+/// The arithmetic of a [`FixedWindow`], apart from its state word: `limit`
+/// per window of length `window`, aligned by `offset`. Keyed stores keep one
+/// state word per key and use this for each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FixedRule {
     limit: u32,
     window: u64,
     offset: u64,
 }
 
-impl FixedWindow {
-    /// `limit` per window of length `window`, aligned by `offset` (see the
-    /// type's docs). Errors on a zero window.
-    #[cfg(not(tollgate_loom))]
+impl FixedRule {
+    /// The rule; errors on a zero window.
     pub const fn new(limit: NonZeroU32, window: Nanos, offset: Nanos) -> Result<Self, WindowError> {
         if window.as_u64() == 0 {
             return Err(WindowError::ZeroWindow);
         }
-        Ok(FixedWindow {
-            state: AtomicU64::new(0),
+        Ok(FixedRule {
             limit: limit.get(),
             window: window.as_u64(),
             offset: offset.as_u64() % window.as_u64(),
         })
     }
 
-    /// `limit` per window (loom build: not `const`).
-    #[cfg(tollgate_loom)]
-    pub fn new(limit: NonZeroU32, window: Nanos, offset: Nanos) -> Result<Self, WindowError> {
-        if window.as_u64() == 0 {
-            return Err(WindowError::ZeroWindow);
-        }
-        Ok(FixedWindow {
-            state: AtomicU64::new(0),
+    /// The same rule with another limit (plans differ per key).
+    pub const fn with_limit(self, limit: NonZeroU32) -> Self {
+        FixedRule {
             limit: limit.get(),
-            window: window.as_u64(),
-            offset: offset.as_u64() % window.as_u64(),
-        })
+            ..self
+        }
     }
 
     /// The limit per window.
@@ -235,21 +194,9 @@ impl FixedWindow {
         }
     }
 
-    /// Asks to admit one unit at `now`.
-    pub fn check(&self, now: Nanos) -> Decision {
-        self.check_n(now, 1)
-    }
-
-    /// Asks to admit `cost` units at `now`, all or nothing; a denial writes
-    /// nothing.
-    pub fn check_n(&self, now: Nanos, cost: u32) -> Decision {
-        cas_loop(&self.state, |s| self.decide(s, now, cost))
-    }
-
-    /// The state at `now` without writing.
-    pub fn peek(&self, now: Nanos) -> Snapshot {
-        // Relaxed: a read-out.
-        let (_, count, to_end) = self.effective(self.state.load(Ordering::Relaxed), now);
+    /// The read-out of `state` at `now`.
+    pub fn snapshot(&self, state: u64, now: Nanos) -> Snapshot {
+        let (_, count, to_end) = self.effective(state, now);
         Snapshot {
             limit: self.limit,
             remaining: self.limit - count.min(self.limit),
@@ -261,18 +208,127 @@ impl FixedWindow {
         }
     }
 
+    /// `state` after giving back up to `cost` units of the window `now`
+    /// counts against (`None`: nothing to give back).
+    pub fn refunded(&self, state: u64, now: Nanos, cost: u32) -> Option<u64> {
+        let (stored, count) = unpack_fixed(state);
+        let (i, c, _) = self.effective(state, now);
+        // Only the stored window holds anything to give back.
+        #[allow(clippy::cast_possible_truncation)]
+        let same = i as u32 == stored;
+        (same && c > 0 && cost > 0).then(|| pack_fixed(stored, count - cost.min(count)))
+    }
+
+    /// Whether `state` decides like the fresh state `0` at `now` and later:
+    /// nothing counted in the window `now` falls in (or a later one).
+    pub fn is_fresh(&self, state: u64, now: Nanos) -> bool {
+        self.effective(state, now).1 == 0
+    }
+}
+
+/// At most `limit` units per fixed window of length `W`, windows aligned so
+/// that they can follow calendar minutes, hours or days of a wall clock.
+///
+/// Window `i` covers `[i × W − offset, (i + 1) × W − offset)` on the caller's
+/// clock. To follow the calendar, pass as `offset` the Unix time (in ns) of
+/// your clock's epoch: then windows start on whole Unix minutes/hours/days
+/// (UTC). BlockSecOps' per-day limits reset at midnight UTC that way.
+///
+/// The state is one `AtomicU64`: window index (mod 2^32) and count. Time going
+/// backwards into an earlier window counts against the later window already
+/// stored (stricter, never looser); an index 2^32 windows stale could be
+/// mistaken for the current one, which can only carry an old count over
+/// (stricter) — 136 years of 1-second windows.
+///
+/// # Memory ordering
+///
+/// `Relaxed` throughout, as for [`Gcra`](crate::Gcra): the word publishes
+/// nothing but itself.
+///
+/// ```
+/// use core::num::NonZeroU32;
+/// use tollgate_core::{FixedWindow, Nanos};
+///
+/// // 100 per calendar hour; our clock's epoch was at Unix time 1714305600.5 s.
+/// let epoch_unix = Nanos::from_millis(1_714_305_600_500);
+/// let hourly = FixedWindow::new(NonZeroU32::new(100).unwrap(), Nanos::from_secs(3_600), epoch_unix)
+///     .unwrap();
+/// let d = hourly.check_n(Nanos::ZERO, 100);
+/// assert!(d.is_allowed());
+/// // Denied until the top of the hour, 3 599.5 s after our epoch.
+/// let d = hourly.check(Nanos::ZERO);
+/// assert_eq!(d.retry_after(), Some(Nanos::from_millis(3_599_500)));
+/// assert!(hourly.check(Nanos::from_millis(3_599_500)).is_allowed());
+/// ```
+#[derive(Debug)]
+pub struct FixedWindow {
+    state: AtomicU64,
+    rule: FixedRule,
+}
+
+impl FixedWindow {
+    /// `limit` per window of length `window`, aligned by `offset` (see the
+    /// type's docs). Errors on a zero window.
+    #[cfg(not(tollgate_loom))]
+    pub const fn new(limit: NonZeroU32, window: Nanos, offset: Nanos) -> Result<Self, WindowError> {
+        match FixedRule::new(limit, window, offset) {
+            Ok(rule) => Ok(FixedWindow {
+                state: AtomicU64::new(0),
+                rule,
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `limit` per window (loom build: not `const`).
+    #[cfg(tollgate_loom)]
+    pub fn new(limit: NonZeroU32, window: Nanos, offset: Nanos) -> Result<Self, WindowError> {
+        Ok(FixedWindow {
+            state: AtomicU64::new(0),
+            rule: FixedRule::new(limit, window, offset)?,
+        })
+    }
+
+    /// The limit per window.
+    pub const fn limit(&self) -> u32 {
+        self.rule.limit
+    }
+
+    /// The window length.
+    pub const fn window(&self) -> Nanos {
+        Nanos::new(self.rule.window)
+    }
+
+    /// The arithmetic of this limiter.
+    pub const fn rule(&self) -> &FixedRule {
+        &self.rule
+    }
+
+    /// The pure decision (see [`FixedRule::decide`]).
+    pub fn decide(&self, state: u64, now: Nanos, cost: u32) -> (Decision, Option<u64>) {
+        self.rule.decide(state, now, cost)
+    }
+
+    /// Asks to admit one unit at `now`.
+    pub fn check(&self, now: Nanos) -> Decision {
+        self.check_n(now, 1)
+    }
+
+    /// Asks to admit `cost` units at `now`, all or nothing; a denial writes
+    /// nothing.
+    pub fn check_n(&self, now: Nanos, cost: u32) -> Decision {
+        cas_loop(&self.state, |s| self.rule.decide(s, now, cost))
+    }
+
+    /// The state at `now` without writing.
+    pub fn peek(&self, now: Nanos) -> Snapshot {
+        // Relaxed: a read-out.
+        self.rule.snapshot(self.state.load(Ordering::Relaxed), now)
+    }
+
     /// Gives back up to `cost` units of the window `now` counts against.
     pub fn refund(&self, now: Nanos, cost: u32) -> Snapshot {
-        cas_loop(&self.state, |s| {
-            let (stored, count) = unpack_fixed(s);
-            let (i, c, _) = self.effective(s, now);
-            // Only the stored window holds anything to give back.
-            #[allow(clippy::cast_possible_truncation)]
-            let same = i as u32 == stored;
-            let new =
-                (same && c > 0 && cost > 0).then(|| pack_fixed(stored, count - cost.min(count)));
-            ((), new)
-        });
+        cas_loop(&self.state, |s| ((), self.rule.refunded(s, now, cost)));
         self.peek(now)
     }
 }
@@ -289,7 +345,9 @@ impl Limiter for FixedWindow {
     }
     fn probe(&self, now: Nanos, cost: u32) -> Decision {
         // Relaxed: a read-out.
-        self.decide(self.state.load(Ordering::Relaxed), now, cost).0
+        self.rule
+            .decide(self.state.load(Ordering::Relaxed), now, cost)
+            .0
     }
 }
 
@@ -325,74 +383,18 @@ pub const fn unpack_sliding(word: u64) -> (u16, u32, u32) {
     r
 }
 
-/// The approximate sliding-window counter: the previous fixed window's count,
-/// weighted by how much of it the sliding window still covers, plus the
-/// current window's count.
-///
-/// `estimate = ⌈prev × (W − elapsed) / W⌉ + curr`; a request of `cost` is
-/// admitted if `estimate + cost <= limit`. Cheap (one word, O(1)) and smooth,
-/// but approximate: it assumes the previous window's requests were spread
-/// evenly.
-///
-/// # Error bound
-///
-/// * In any fixed window `[i × W, (i + 1) × W)`: at most `limit` units.
-/// * In any sliding window `(t − W, t]`: at most `limit + prev × e / W`
-///   units, where `e` is how far `t` is into its fixed window — always at
-///   most `2 × limit − 1`, reached only when a whole window's worth arrived at
-///   the very end of the previous window. Use [`SlidingLog`](crate::SlidingLog)
-///   (exact) or [`Gcra`](crate::Gcra) when that matters.
-///
-/// Both are checked against a list of admitted timestamps in
-/// `core/tests/model_window.rs`.
-///
-/// # Memory ordering
-///
-/// `Relaxed` throughout, as for [`Gcra`](crate::Gcra).
-///
-/// ```
-/// use core::num::NonZeroU32;
-/// use tollgate_core::{Nanos, SlidingWindow};
-///
-/// let w = SlidingWindow::new(NonZeroU32::new(10).unwrap(), Nanos::from_secs(60)).unwrap();
-/// assert!(w.check_n(Nanos::from_secs(50), 10).is_allowed());
-/// // 30 s into the next window, half of the previous 10 still count.
-/// assert_eq!(w.peek(Nanos::from_secs(90)).remaining, 5);
-/// ```
-#[derive(Debug)]
-pub struct SlidingWindow {
-    state: AtomicU64,
+/// The arithmetic of a [`SlidingWindow`], apart from its state word. Keyed
+/// stores keep one state word per key and use this for each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlidingRule {
     limit: u32,
     window: u64,
 }
 
-impl SlidingWindow {
-    /// `limit` per sliding window of length `window`. Errors on a zero
-    /// window or a limit above [`SLIDING_MAX_LIMIT`].
-    #[cfg(not(tollgate_loom))]
+impl SlidingRule {
+    /// The rule. Errors on a zero window or a limit above
+    /// [`SLIDING_MAX_LIMIT`].
     pub const fn new(limit: NonZeroU32, window: Nanos) -> Result<Self, WindowError> {
-        match Self::validate(limit, window) {
-            Ok(()) => Ok(SlidingWindow {
-                state: AtomicU64::new(0),
-                limit: limit.get(),
-                window: window.as_u64(),
-            }),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// `limit` per sliding window (loom build: not `const`).
-    #[cfg(tollgate_loom)]
-    pub fn new(limit: NonZeroU32, window: Nanos) -> Result<Self, WindowError> {
-        Self::validate(limit, window)?;
-        Ok(SlidingWindow {
-            state: AtomicU64::new(0),
-            limit: limit.get(),
-            window: window.as_u64(),
-        })
-    }
-
-    const fn validate(limit: NonZeroU32, window: Nanos) -> Result<(), WindowError> {
         if window.as_u64() == 0 {
             return Err(WindowError::ZeroWindow);
         }
@@ -402,12 +404,31 @@ impl SlidingWindow {
                 max: SLIDING_MAX_LIMIT,
             });
         }
-        Ok(())
+        Ok(SlidingRule {
+            limit: limit.get(),
+            window: window.as_u64(),
+        })
+    }
+
+    /// The same rule with another limit (plans differ per key), clamped to
+    /// [`SLIDING_MAX_LIMIT`] — stricter, never looser.
+    pub const fn with_limit_clamped(self, limit: NonZeroU32) -> Self {
+        let limit = if limit.get() > SLIDING_MAX_LIMIT {
+            SLIDING_MAX_LIMIT
+        } else {
+            limit.get()
+        };
+        SlidingRule { limit, ..self }
     }
 
     /// The limit.
     pub const fn limit(&self) -> u32 {
         self.limit
+    }
+
+    /// The window length.
+    pub const fn window(&self) -> Nanos {
+        Nanos::new(self.window)
     }
 
     /// The effective `(index, prev, curr, elapsed)` for `state` at `now`. A
@@ -518,21 +539,9 @@ impl SlidingWindow {
         }
     }
 
-    /// Asks to admit one unit at `now`.
-    pub fn check(&self, now: Nanos) -> Decision {
-        self.check_n(now, 1)
-    }
-
-    /// Asks to admit `cost` units at `now`, all or nothing; a denial writes
-    /// nothing.
-    pub fn check_n(&self, now: Nanos, cost: u32) -> Decision {
-        cas_loop(&self.state, |s| self.decide(s, now, cost))
-    }
-
-    /// The state at `now` without writing.
-    pub fn peek(&self, now: Nanos) -> Snapshot {
-        // Relaxed: a read-out.
-        let (_, prev, curr, e) = self.effective(self.state.load(Ordering::Relaxed), now);
+    /// The read-out of `state` at `now`.
+    pub fn snapshot(&self, state: u64, now: Nanos) -> Snapshot {
+        let (_, prev, curr, e) = self.effective(state, now);
         let est = self.weighted(prev, e) + u64::from(curr);
         Snapshot {
             limit: self.limit,
@@ -541,16 +550,123 @@ impl SlidingWindow {
         }
     }
 
+    /// `state` after giving back up to `cost` units of the current window
+    /// (`None`: nothing to give back).
+    pub fn refunded(&self, state: u64, now: Nanos, cost: u32) -> Option<u64> {
+        let (i, prev, curr, _) = self.effective(state, now);
+        // Truncation intended: the index is stored modulo 2^16.
+        #[allow(clippy::cast_possible_truncation)]
+        let new =
+            (curr > 0 && cost > 0).then(|| pack_sliding(i as u16, prev, curr - cost.min(curr)));
+        new
+    }
+
+    /// Whether `state` decides like the fresh state `0` at `now` and later:
+    /// neither window it covers holds anything.
+    pub fn is_fresh(&self, state: u64, now: Nanos) -> bool {
+        let (_, prev, curr, _) = self.effective(state, now);
+        prev == 0 && curr == 0
+    }
+}
+
+/// The approximate sliding-window counter: the previous fixed window's count,
+/// weighted by how much of it the sliding window still covers, plus the
+/// current window's count.
+///
+/// `estimate = ⌈prev × (W − elapsed) / W⌉ + curr`; a request of `cost` is
+/// admitted if `estimate + cost <= limit`. Cheap (one word, O(1)) and smooth,
+/// but approximate: it assumes the previous window's requests were spread
+/// evenly.
+///
+/// # Error bound
+///
+/// * In any fixed window `[i × W, (i + 1) × W)`: at most `limit` units.
+/// * In any sliding window `(t − W, t]`: at most `limit + prev × e / W`
+///   units, where `e` is how far `t` is into its fixed window — always at
+///   most `2 × limit − 1`, reached only when a whole window's worth arrived at
+///   the very end of the previous window. Use [`SlidingLog`](crate::SlidingLog)
+///   (exact) or [`Gcra`](crate::Gcra) when that matters.
+///
+/// Both are checked against a list of admitted timestamps in
+/// `core/tests/model_window.rs`.
+///
+/// # Memory ordering
+///
+/// `Relaxed` throughout, as for [`Gcra`](crate::Gcra).
+///
+/// ```
+/// use core::num::NonZeroU32;
+/// use tollgate_core::{Nanos, SlidingWindow};
+///
+/// let w = SlidingWindow::new(NonZeroU32::new(10).unwrap(), Nanos::from_secs(60)).unwrap();
+/// assert!(w.check_n(Nanos::from_secs(50), 10).is_allowed());
+/// // 30 s into the next window, half of the previous 10 still count.
+/// assert_eq!(w.peek(Nanos::from_secs(90)).remaining, 5);
+/// ```
+#[derive(Debug)]
+pub struct SlidingWindow {
+    state: AtomicU64,
+    rule: SlidingRule,
+}
+
+impl SlidingWindow {
+    /// `limit` per sliding window of length `window`. Errors on a zero
+    /// window or a limit above [`SLIDING_MAX_LIMIT`].
+    #[cfg(not(tollgate_loom))]
+    pub const fn new(limit: NonZeroU32, window: Nanos) -> Result<Self, WindowError> {
+        match SlidingRule::new(limit, window) {
+            Ok(rule) => Ok(SlidingWindow {
+                state: AtomicU64::new(0),
+                rule,
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `limit` per sliding window (loom build: not `const`).
+    #[cfg(tollgate_loom)]
+    pub fn new(limit: NonZeroU32, window: Nanos) -> Result<Self, WindowError> {
+        Ok(SlidingWindow {
+            state: AtomicU64::new(0),
+            rule: SlidingRule::new(limit, window)?,
+        })
+    }
+
+    /// The limit.
+    pub const fn limit(&self) -> u32 {
+        self.rule.limit
+    }
+
+    /// The arithmetic of this limiter.
+    pub const fn rule(&self) -> &SlidingRule {
+        &self.rule
+    }
+
+    /// The pure decision (see [`SlidingRule::decide`]).
+    pub fn decide(&self, state: u64, now: Nanos, cost: u32) -> (Decision, Option<u64>) {
+        self.rule.decide(state, now, cost)
+    }
+
+    /// Asks to admit one unit at `now`.
+    pub fn check(&self, now: Nanos) -> Decision {
+        self.check_n(now, 1)
+    }
+
+    /// Asks to admit `cost` units at `now`, all or nothing; a denial writes
+    /// nothing.
+    pub fn check_n(&self, now: Nanos, cost: u32) -> Decision {
+        cas_loop(&self.state, |s| self.rule.decide(s, now, cost))
+    }
+
+    /// The state at `now` without writing.
+    pub fn peek(&self, now: Nanos) -> Snapshot {
+        // Relaxed: a read-out.
+        self.rule.snapshot(self.state.load(Ordering::Relaxed), now)
+    }
+
     /// Gives back up to `cost` units of the current window's count.
     pub fn refund(&self, now: Nanos, cost: u32) -> Snapshot {
-        cas_loop(&self.state, |s| {
-            let (i, prev, curr, _) = self.effective(s, now);
-            // Truncation intended: the index is stored modulo 2^16.
-            #[allow(clippy::cast_possible_truncation)]
-            let new =
-                (curr > 0 && cost > 0).then(|| pack_sliding(i as u16, prev, curr - cost.min(curr)));
-            ((), new)
-        });
+        cas_loop(&self.state, |s| ((), self.rule.refunded(s, now, cost)));
         self.peek(now)
     }
 }
@@ -567,7 +683,9 @@ impl Limiter for SlidingWindow {
     }
     fn probe(&self, now: Nanos, cost: u32) -> Decision {
         // Relaxed: a read-out.
-        self.decide(self.state.load(Ordering::Relaxed), now, cost).0
+        self.rule
+            .decide(self.state.load(Ordering::Relaxed), now, cost)
+            .0
     }
 }
 

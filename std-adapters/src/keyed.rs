@@ -57,8 +57,10 @@ use tollgate_core::{Decision, Nanos, Quota, Snapshot, gcra};
 use crate::sync::{AtomicU8, AtomicU128, Ordering, backoff};
 
 mod semaphore;
+mod window;
 
 pub use semaphore::{Concurrency, ConcurrencyRefused, KeyedPermit, KeyedSemaphore};
+pub use window::{KeyedFixedWindow, KeyedSlidingWindow};
 
 /// Slots per bucket: 8 × 16 bytes = 128 bytes, two cache lines, one
 /// `CachePadded` unit on x86-64 and aarch64.

@@ -161,4 +161,33 @@ proptest! {
             }
         }
     }
+
+    /// The window counters per key against a `HashMap` of their pure rules
+    /// (monotone time, small store so fresh slots are reclaimed).
+    #[test]
+    fn window_stores_equal_hashmap_of_rules(ops in ops(true)) {
+        use tollgate::keyed::{KeyedFixedWindow, KeyedSlidingWindow};
+        use tollgate::window::{FixedRule, SlidingRule};
+        let w = Nanos::from_millis(300);
+        let limits = [NonZeroU32::new(3).unwrap(), NonZeroU32::new(5).unwrap(), NonZeroU32::new(8).unwrap()];
+        let seed = || ahash::RandomState::with_seeds(1, 2, 3, 4);
+        let fixed = KeyedLimiter::with_hasher(64, KeyedFixedWindow::new(w, Nanos::new(7)).unwrap(), seed()).unwrap();
+        let sliding = KeyedLimiter::with_hasher(64, KeyedSlidingWindow::new(w).unwrap(), seed()).unwrap();
+        let fixed_rule = FixedRule::new(NonZeroU32::MIN, w, Nanos::new(7)).unwrap();
+        let sliding_rule = SlidingRule::new(NonZeroU32::MIN, w).unwrap();
+        let (mut fm, mut sm): (HashMap<u8, u64>, HashMap<u8, u64>) = (HashMap::new(), HashMap::new());
+        let mut now = 0u64;
+        for op in ops {
+            let Op::Check { key, plan, dt, cost } = op else { continue };
+            now = now.saturating_add_signed(dt);
+            let t = Nanos::new(now);
+            let limit = limits[plan];
+            let (want, new) = fixed_rule.with_limit(limit).decide(fm.get(&key).copied().unwrap_or(0), t, cost);
+            if let Some(new) = new { fm.insert(key, new); }
+            prop_assert_eq!(fixed.check_n(&key, &limit, t, cost), KeyedDecision::Decided(want));
+            let (want, new) = sliding_rule.with_limit_clamped(limit).decide(sm.get(&key).copied().unwrap_or(0), t, cost);
+            if let Some(new) = new { sm.insert(key, new); }
+            prop_assert_eq!(sliding.check_n(&key, &limit, t, cost), KeyedDecision::Decided(want));
+        }
+    }
 }
