@@ -61,53 +61,82 @@ use crate::time::Nanos;
 /// ```
 #[inline]
 pub fn decide(quota: &Quota, tat: u64, now: Nanos, cost: u32) -> (Decision, Option<u64>) {
-    let burst = quota.burst().get();
-    if cost > burst {
-        return (
-            Decision::ExceedsCapacity {
-                cost,
-                capacity: burst,
+    let s = step(quota, tat, now.as_u64(), cost);
+    let write = match s {
+        Step::Take { new_tat, .. } => Some(new_tat),
+        _ => None,
+    };
+    (s.decision(quota, cost), write)
+}
+
+/// The outcome of the GCRA arithmetic, before it is dressed as a
+/// [`Decision`]: plain integers, so the CAS loop in [`Gcra::check_n`] keeps
+/// them in registers and builds the `Decision` only once, after the CAS.
+#[derive(Clone, Copy)]
+enum Step {
+    /// Admit; store `new_tat`; the limiter is full again `after` ns later.
+    Take { new_tat: u64, after: u64 },
+    /// Admit a cost of 0: nothing to store.
+    Read { after: u64 },
+    /// Refuse: the stored TAT is `ahead` ns past now; this cost would fit
+    /// `wait` ns from now.
+    Deny { ahead: u64, wait: u64 },
+    /// The cost exceeds the burst.
+    Never,
+}
+
+impl Step {
+    #[inline]
+    fn decision(self, quota: &Quota, cost: u32) -> Decision {
+        match self {
+            Step::Take { after, .. } | Step::Read { after } => Decision::Allowed {
+                remaining: remaining(quota, after),
+                reset_after: Nanos::new(after),
             },
-            None,
-        );
+            Step::Deny { ahead, wait } => Decision::Denied {
+                retry_after: Nanos::new(wait),
+                remaining: remaining(quota, ahead),
+                reset_after: Nanos::new(ahead),
+            },
+            Step::Never => Decision::ExceedsCapacity {
+                cost,
+                capacity: quota.burst().get(),
+            },
+        }
     }
-    let now = now.as_u64();
-    let t = quota.emission_raw();
-    let cap = quota.capacity_raw();
+}
+
+/// The GCRA arithmetic shared by [`decide`] and [`Gcra::check_n`].
+#[inline(always)]
+fn step(quota: &Quota, tat: u64, now: u64, cost: u32) -> Step {
+    if cost > quota.burst().get() {
+        return Step::Never;
+    }
     let base = if tat > now { tat } else { now };
     // cost <= burst and burst × T <= 2^63, so this cannot overflow.
-    let inc = cost as u64 * t;
+    let inc = cost as u64 * quota.emission_raw();
     let Some(new_tat) = base.checked_add(inc) else {
         // Only reachable for now > 2^63 ns: refuse rather than lose state.
-        return (
-            Decision::Denied {
-                retry_after: Nanos::MAX,
-                remaining: remaining(quota, base - now),
-                reset_after: Nanos::new(base - now),
-            },
-            None,
-        );
+        return Step::Deny {
+            ahead: base - now,
+            wait: u64::MAX,
+        };
     };
     // new_tat >= base >= now.
     let after = new_tat - now;
-    // cost == 0 asks for nothing, so it is always allowed (a read-out), even
-    // when time went backwards past the capacity.
-    if after <= cap || cost == 0 {
-        let d = Decision::Allowed {
-            remaining: remaining(quota, after),
-            reset_after: Nanos::new(after),
-        };
-        (d, if cost == 0 { None } else { Some(new_tat) })
+    let cap = quota.capacity_raw();
+    if cost == 0 {
+        // Asks for nothing, so it is always allowed (a read-out), even when
+        // time went backwards past the capacity.
+        Step::Read { after }
+    } else if after <= cap {
+        Step::Take { new_tat, after }
     } else {
         // after > cap: the earliest time this cost fits is new_tat - cap.
-        (
-            Decision::Denied {
-                retry_after: Nanos::new(after - cap),
-                remaining: remaining(quota, base - now),
-                reset_after: Nanos::new(base - now),
-            },
-            None,
-        )
+        Step::Deny {
+            ahead: base - now,
+            wait: after - cap,
+        }
     }
 }
 
@@ -258,9 +287,9 @@ impl Gcra {
         // Relaxed: see "Memory ordering" on the type.
         let mut tat = self.tat.load(Ordering::Relaxed);
         loop {
-            let (decision, new_tat) = decide(&self.quota, tat, now, cost);
-            let Some(new_tat) = new_tat else {
-                return decision;
+            let s = step(&self.quota, tat, now.as_u64(), cost);
+            let Step::Take { new_tat, .. } = s else {
+                return s.decision(&self.quota, cost);
             };
             // Relaxed on both sides: the RMW itself orders updates of this one
             // word; no other memory is published (see the type's docs).
@@ -268,7 +297,7 @@ impl Gcra {
                 .tat
                 .compare_exchange_weak(tat, new_tat, Ordering::Relaxed, Ordering::Relaxed)
             {
-                Ok(_) => return decision,
+                Ok(_) => return s.decision(&self.quota, cost),
                 Err(actual) => tat = actual,
             }
         }

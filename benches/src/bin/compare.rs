@@ -27,7 +27,10 @@ use governor::clock::FakeRelativeClock;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use tollgate::keyed::KeyedLimiter;
-use tollgate::{All, Clock, Gcra, MonotonicClock, Nanos, Quota, SlidingLog};
+use tollgate::{
+    All, Clock, FixedWindow, Gcra, MonotonicClock, Nanos, Quota, Semaphore, SlidingLog,
+    SlidingWindow,
+};
 use tollgate_benches::{Line, side_by_side};
 
 fn nz(n: u32) -> NonZeroU32 {
@@ -363,6 +366,59 @@ fn algorithms(cfg: &mut Cfg) {
             .pair(a, b)
             .str("peer", "tollgate Gcra (governor has no sliding log)"),
     );
+    // Window counters (no governor equivalent: peer is tollgate's GCRA).
+    // Every check allowed: a new 1 ms window every 1 000 checks.
+    let fixed =
+        FixedWindow::new(nz(1_000_000), Nanos::from_millis(1), Nanos::ZERO).expect("window");
+    let sliding = SlidingWindow::new(nz(1_000_000), Nanos::from_millis(1)).expect("window");
+    let (mut tf, mut ts) = (0u64, 0u64);
+    let (a, b) = side_by_side(
+        cfg.reps,
+        cfg.iters / 2,
+        || {
+            tf += 1;
+            u64::from(fixed.check(Nanos::new(tf)).is_allowed())
+        },
+        || u64::from(base.check(black_box(now)).is_allowed()),
+    );
+    cfg.emit(
+        Line::new("fixed_window_check_allowed")
+            .pair(a, b)
+            .str("peer", "tollgate Gcra (governor has no window counter)"),
+    );
+    let (a, b) = side_by_side(
+        cfg.reps,
+        cfg.iters / 2,
+        || {
+            ts += 1;
+            u64::from(sliding.check(Nanos::new(ts)).is_allowed())
+        },
+        || u64::from(base.check(black_box(now)).is_allowed()),
+    );
+    cfg.emit(
+        Line::new("sliding_window_check_allowed")
+            .pair(a, b)
+            .str("peer", "tollgate Gcra (governor has no window counter)"),
+    );
+    // Semaphore acquire + release vs tokio's (governor has none).
+    let sem = pad(Semaphore::new(5));
+    let tok = pad(tokio::sync::Semaphore::new(5));
+    let (a, b) = side_by_side(
+        cfg.reps,
+        cfg.iters / 2,
+        || u64::from(sem.try_acquire(1).map(|p| p.count()).unwrap_or(0)),
+        || {
+            u64::from(
+                tok.try_acquire()
+                    .map(|p| p.num_permits() as u32)
+                    .unwrap_or(0),
+            )
+        },
+    );
+    cfg.emit(Line::new("semaphore_acquire_release").pair(a, b).str(
+        "peer",
+        "tokio::sync::Semaphore::try_acquire (governor has no semaphore)",
+    ));
     // Composite of three GCRAs vs three governor limiters checked one after
     // the other (governor has no all-or-nothing composite).
     let all = All((Gcra::new(tq), Gcra::new(tq), Gcra::new(tq)));
