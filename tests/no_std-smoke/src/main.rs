@@ -1,6 +1,6 @@
 //! Firmware-shaped smoke test: tollgate-core limiters in `static`s, a tick
 //! clock, no allocator, no std. CI builds it for thumbv7em, thumbv6m and
-//! riscv32imc (`ci/embedded.sh`); `ci/size.sh`-style tools can read the ELF.
+//! riscv32imc (`ci/embedded.sh`); the ELF's symbols give the code size.
 #![no_std]
 #![no_main]
 
@@ -13,7 +13,8 @@ use cortex_m as _;
 #[cfg(target_arch = "riscv32")]
 use riscv as _;
 use tollgate_core::{
-    All, Clock, Gcra, LeaseSemaphore, Limiter, ManualClock, Nanos, Quota, SlidingLog,
+    All, Clock, FixedWindow, Gcra, LeaseSemaphore, Limiter, ManualClock, Nanos, Quota, Semaphore,
+    SlidingLog, SlidingWindow,
 };
 
 /// 100 requests per second, bursts of 10.
@@ -25,6 +26,23 @@ static WINDOW: SlidingLog<8> = match SlidingLog::new(Nanos::from_secs(1)) {
     Ok(log) => log,
     Err(_) => panic!("one second is a valid window"),
 };
+/// 50 per calendar second of a wall clock whose epoch we do not know (offset 0).
+static PER_SECOND: FixedWindow = match FixedWindow::new(
+    NonZeroU32::new(50).unwrap(),
+    Nanos::from_secs(1),
+    Nanos::ZERO,
+) {
+    Ok(w) => w,
+    Err(_) => panic!("one second is a valid window"),
+};
+/// About 30 per sliding 100 ms.
+static SMOOTH: SlidingWindow =
+    match SlidingWindow::new(NonZeroU32::new(30).unwrap(), Nanos::from_millis(100)) {
+        Ok(w) => w,
+        Err(_) => panic!("valid window"),
+    };
+/// Three concurrent transfers.
+static TRANSFERS: Semaphore = Semaphore::new(3);
 /// Two concurrent jobs, each leased for at most 5 ms.
 static JOBS: LeaseSemaphore<2> = LeaseSemaphore::new();
 /// A 1 kHz tick counter as the clock.
@@ -35,11 +53,17 @@ fn run() -> ! {
     loop {
         CLOCK.advance(Nanos::from_millis(1));
         let now = CLOCK.now();
-        if All((&LIMIT, &WINDOW)).check(now).is_allowed() {
+        if All((&LIMIT, &WINDOW, &PER_SECOND, &SMOOTH))
+            .check(now)
+            .is_allowed()
+        {
             admitted = admitted.wrapping_add(1);
         }
         if let Ok(job) = JOBS.try_acquire_until(now, now + Nanos::from_millis(5)) {
             core::hint::black_box(&job);
+        }
+        if let Ok(transfer) = TRANSFERS.try_acquire(1) {
+            core::hint::black_box(&transfer);
         }
         core::hint::black_box(admitted);
     }
