@@ -4,5 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "== ci/test.sh: cargo test --workspace"
 cargo test --workspace
+echo "== ci/test.sh: tollgate with every feature (http, serde)"
+cargo test -p tollgate --all-features
 echo "== ci/test.sh: cargo test --workspace --doc"
 cargo test --workspace --doc

@@ -186,7 +186,9 @@ impl FixedRule {
             (
                 Decision::Denied {
                     retry_after: nanos(to_end),
-                    remaining: self.limit - count,
+                    // A key charged under a larger plan can hold more than
+                    // this limit.
+                    remaining: self.limit.saturating_sub(count),
                     reset_after: reset(count),
                 },
                 None,
@@ -727,6 +729,26 @@ mod tests {
         assert_eq!(d.retry_after(), Some(Nanos::new(10)));
         assert!(!w.check(Nanos::new(159)).is_allowed());
         assert!(w.check(Nanos::new(160)).is_allowed());
+    }
+
+    #[test]
+    fn a_smaller_limit_than_the_count_stored_never_underflows() {
+        // Keyed stores pass the limit per call: a key charged under a larger
+        // plan can be checked under a smaller one.
+        let rule = FixedRule::new(nz(8), Nanos::new(100), Nanos::ZERO).unwrap();
+        let (_, state) = rule.decide(0, Nanos::ZERO, 8);
+        let small = rule.with_limit(nz(3));
+        let (d, new) = small.decide(state.unwrap(), Nanos::ZERO, 1);
+        assert_eq!(d.remaining(), 0);
+        assert_eq!(new, None);
+        assert_eq!(small.snapshot(state.unwrap(), Nanos::ZERO).remaining, 0);
+        let rule = SlidingRule::new(nz(8), Nanos::new(100)).unwrap();
+        let (_, state) = rule.decide(0, Nanos::ZERO, 8);
+        let small = rule.with_limit_clamped(nz(3));
+        assert_eq!(
+            small.decide(state.unwrap(), Nanos::ZERO, 1).0.remaining(),
+            0
+        );
     }
 
     #[test]

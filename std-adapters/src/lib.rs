@@ -16,9 +16,13 @@
 //! ```
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "serde")]
+pub mod body;
 pub mod clock;
+pub mod headers;
 pub mod keyed;
 mod sync;
+pub mod time_fmt;
 
 pub use clock::MonotonicClock;
 // Everything of the core, so users depend on this crate alone.

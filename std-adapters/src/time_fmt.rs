@@ -1,0 +1,94 @@
+//! Unix seconds as calendar text: RFC 3339 / ISO-8601 UTC (`quota_reset_at`)
+//! and the IMF-fixdate of HTTP (`Retry-After` as a date).
+
+/// `(year, month 1-12, day 1-31)` of a day count since 1970-01-01 (Howard
+/// Hinnant's `civil_from_days`, valid for every `u64` seconds value / 86400).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097); // [0, 146096]
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
+    let mp = (5 * doy + 2) / 153; // [0, 11]
+    let d = doy - (153 * mp + 2) / 5 + 1; // [1, 31]
+    let m = if mp < 10 { mp + 3 } else { mp - 9 }; // [1, 12]
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (
+        y,
+        u32::try_from(m).unwrap_or(1),
+        u32::try_from(d).unwrap_or(1),
+    )
+}
+
+struct Civil {
+    year: i64,
+    month: u32,
+    day: u32,
+    hour: u64,
+    minute: u64,
+    second: u64,
+    weekday: usize,
+}
+
+fn civil(unix_secs: u64) -> Civil {
+    let days = unix_secs / 86_400;
+    let rem = unix_secs % 86_400;
+    let (year, month, day) = civil_from_days(i64::try_from(days).unwrap_or(i64::MAX / 2));
+    Civil {
+        year,
+        month,
+        day,
+        hour: rem / 3_600,
+        minute: rem % 3_600 / 60,
+        second: rem % 60,
+        // 1970-01-01 was a Thursday.
+        weekday: usize::try_from((days + 4) % 7).unwrap_or(0),
+    }
+}
+
+/// `2024-03-15T14:30:00Z` for a Unix time in seconds.
+///
+/// ```
+/// assert_eq!(tollgate::time_fmt::rfc3339(1_710_513_000), "2024-03-15T14:30:00Z");
+/// assert_eq!(tollgate::time_fmt::rfc3339(0), "1970-01-01T00:00:00Z");
+/// ```
+pub fn rfc3339(unix_secs: u64) -> String {
+    let c = civil(unix_secs);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        c.year, c.month, c.day, c.hour, c.minute, c.second
+    )
+}
+
+/// The HTTP date (`IMF-fixdate`, RFC 9110 §5.6.7) for a Unix time in seconds.
+///
+/// ```
+/// assert_eq!(tollgate::time_fmt::http_date(784_111_777), "Sun, 06 Nov 1994 08:49:37 GMT");
+/// ```
+pub fn http_date(unix_secs: u64) -> String {
+    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let c = civil(unix_secs);
+    let month = MONTHS[usize::try_from(c.month.saturating_sub(1)).unwrap_or(0) % 12];
+    format!(
+        "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
+        DAYS[c.weekday], c.day, month, c.year, c.hour, c.minute, c.second
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_dates() {
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z"); // leap day
+        assert_eq!(rfc3339(1_709_827_200), "2024-03-07T16:00:00Z");
+        assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(http_date(1_705_312_800), "Mon, 15 Jan 2024 10:00:00 GMT");
+        // No panic at the end of u64 seconds (year ~5.8e11).
+        let _ = (rfc3339(u64::MAX), http_date(u64::MAX));
+    }
+}
