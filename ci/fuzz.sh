@@ -12,7 +12,9 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install --locked cargo-fuzz
 fi
 cd fuzz
-for target in $(cargo +nightly fuzz list); do
+# Listed first so that a failure here fails the script.
+targets="$(cargo +nightly fuzz list)"
+for target in $targets; do
     echo "-- fuzz target $target"
     # New inputs go to a scratch corpus under target/, never into the
     # committed seeds.

@@ -21,10 +21,34 @@ enum Op {
     SetTime { t: u64 },
 }
 
+/// The period of the quota: the usual ones, or any number of nanoseconds
+/// (which `Quota::new` may refuse: then the input is skipped).
+#[derive(Arbitrary, Debug)]
+enum Period {
+    Second,
+    Minute,
+    Hour,
+    Day,
+    Nanos(u64),
+}
+
+impl Period {
+    fn duration(&self) -> Duration {
+        match *self {
+            Period::Second => Duration::from_secs(1),
+            Period::Minute => Duration::from_secs(60),
+            Period::Hour => Duration::from_secs(3_600),
+            Period::Day => Duration::from_secs(86_400),
+            Period::Nanos(n) => Duration::from_nanos(n),
+        }
+    }
+}
+
 #[derive(Arbitrary, Debug)]
 struct Input {
     limit: u32,
-    period: u64,
+    period: Period,
+    /// 0: the default burst (= limit).
     burst: u32,
     start: u64,
     ops: Vec<Op>,
@@ -32,7 +56,7 @@ struct Input {
 
 fuzz_target!(|input: Input| {
     let Some(limit) = NonZeroU32::new(input.limit.max(1)) else { return };
-    let Ok(mut quota) = Quota::new(limit, Duration::from_nanos(input.period)) else {
+    let Ok(mut quota) = Quota::new(limit, input.period.duration()) else {
         return;
     };
     if let Some(b) = NonZeroU32::new(input.burst) {
@@ -89,6 +113,7 @@ fn check(g: &Gcra, quota: &Quota, now: u64, cost: u32, events: &mut Vec<(Option<
         matches!(d, Decision::ExceedsCapacity { .. }),
         cost > quota.burst().get()
     );
+    assert!(!d.is_allowed() || cost <= quota.burst().get(), "allowed above the burst");
     match d {
         Decision::Allowed { .. } => {
             if cost > 0 {
