@@ -271,6 +271,8 @@ type Bucket = CachePadded<[AtomicU128; SLOTS]>;
 /// under the lock sees every slot claimed by the previous holder.
 pub struct KeyedLimiter<A: KeyedState = KeyedGcra, S = ahash::RandomState> {
     buckets: Box<[Bucket]>,
+    /// Home buckets: `buckets.len() - (PROBE - 1)`.
+    homes: usize,
     locks: Box<[AtomicU8]>,
     hasher: S,
     algorithm: A,
@@ -306,19 +308,24 @@ impl<A: KeyedState, S: BuildHasher> KeyedLimiter<A, S> {
             .ok_or(KeyedError::CapacityTooLarge)?
             .div_ceil(LOAD_TENTHS);
         let n = slots.div_ceil(SLOTS).max(PROBE);
-        n.checked_mul(std::mem::size_of::<Bucket>())
+        // `n` home buckets, plus `PROBE - 1` at the end so that every probe
+        // window is one contiguous run (no wrap-around, no division).
+        let total = n + PROBE - 1;
+        total
+            .checked_mul(std::mem::size_of::<Bucket>())
             .filter(|&b| b <= isize::MAX as usize)
             .ok_or(KeyedError::CapacityTooLarge)?;
         let buckets: Box<[Bucket]> = std::iter::repeat_with(|| {
             CachePadded::new(std::array::from_fn(|_| AtomicU128::new(0)))
         })
-        .take(n)
+        .take(total)
         .collect();
         let locks: Box<[AtomicU8]> = std::iter::repeat_with(|| AtomicU8::new(0))
             .take(n)
             .collect();
         Ok(KeyedLimiter {
             buckets,
+            homes: n,
             locks,
             hasher,
             algorithm,
@@ -378,27 +385,29 @@ impl<A: KeyedState, S: BuildHasher> KeyedLimiter<A, S> {
         // Multiply-high maps the hash onto 0..len without a division; the
         // result is < len, so it fits a usize.
         #[allow(clippy::cast_possible_truncation)]
-        let home = ((u128::from(h) * self.buckets.len() as u128) >> 64) as usize;
+        let home = ((u128::from(h) * self.homes as u128) >> 64) as usize;
         (fp, home)
     }
 
     /// The slots of a key's probe window, in order.
     #[inline]
     fn window(&self, home: usize) -> impl Iterator<Item = &AtomicU128> {
-        let n = self.buckets.len();
-        (0..PROBE).flat_map(move |i| self.buckets[(home + i) % n].iter())
+        self.buckets[home..home + PROBE]
+            .iter()
+            .flat_map(|b| b.iter())
     }
 
-    /// The slot holding `fp`, or `None` (stopping at the first never-used
-    /// slot: a key is always inserted before any never-used slot of its
-    /// window, and slots are never emptied, only handed over).
+    /// The slot holding `fp` and the word it held when found, or `None`
+    /// (stopping at the first never-used slot: a key is always inserted
+    /// before any never-used slot of its window, and slots are never emptied,
+    /// only handed over).
     #[inline]
-    fn lookup(&self, fp: u64, home: usize) -> Option<&AtomicU128> {
+    fn lookup(&self, fp: u64, home: usize) -> Option<(&AtomicU128, u128)> {
         for slot in self.window(home) {
             // Acquire: see the type's "Memory ordering".
             let v = slot.load(Ordering::Acquire);
             if hi(v) == fp {
-                return Some(slot);
+                return Some((slot, v));
             }
             if v == 0 {
                 return None;
@@ -407,16 +416,17 @@ impl<A: KeyedState, S: BuildHasher> KeyedLimiter<A, S> {
         None
     }
 
-    /// Applies `step` to `fp`'s slot in a CAS loop. `None` if the slot no
-    /// longer holds `fp` (it was fresh and was handed to another key).
+    /// Applies `step` to `fp`'s slot in a CAS loop, starting from `cur`, the
+    /// word last seen in it. `None` if the slot no longer holds `fp` (it was
+    /// fresh and was handed to another key).
     #[inline]
     fn apply<R>(
         &self,
         slot: &AtomicU128,
+        mut cur: u128,
         fp: u64,
         step: &impl Fn(u64) -> (R, Option<u64>),
     ) -> Option<R> {
-        let mut cur = slot.load(Ordering::Acquire);
         loop {
             if hi(cur) != fp {
                 return None;
@@ -455,8 +465,8 @@ impl<A: KeyedState, S: BuildHasher> KeyedLimiter<A, S> {
         now: Nanos,
         step: impl Fn(u64) -> (R, Option<u64>),
     ) -> Result<R, R> {
-        while let Some(slot) = self.lookup(fp, home) {
-            if let Some(r) = self.apply(slot, fp, &step) {
+        while let Some((slot, cur)) = self.lookup(fp, home) {
+            if let Some(r) = self.apply(slot, cur, fp, &step) {
                 return Ok(r);
             }
         }
@@ -478,8 +488,8 @@ impl<A: KeyedState, S: BuildHasher> KeyedLimiter<A, S> {
         let _lock = self.lock(home);
         // Under the lock no one else inserts a key of this home bucket: look
         // again for a copy inserted while we waited.
-        while let Some(slot) = self.lookup(fp, home) {
-            if let Some(r) = self.apply(slot, fp, step) {
+        while let Some((slot, cur)) = self.lookup(fp, home) {
+            if let Some(r) = self.apply(slot, cur, fp, step) {
                 return Ok(r);
             }
         }
@@ -562,11 +572,7 @@ impl<A: KeyedAlgorithm, S: BuildHasher> KeyedLimiter<A, S> {
     /// tracked reads as fresh.
     pub fn peek<K: Hash + ?Sized>(&self, key: &K, quota: &A::Quota, now: Nanos) -> Snapshot {
         let (fp, home) = self.locate(key);
-        let state = self
-            .lookup(fp, home)
-            .map(|s| s.load(Ordering::Acquire))
-            .filter(|&v| hi(v) == fp)
-            .map_or(0, lo);
+        let state = self.lookup(fp, home).map_or(0, |(_, v)| lo(v));
         self.algorithm.snapshot(quota, state, now)
     }
 
@@ -692,9 +698,10 @@ mod tests {
 
     #[test]
     fn fresh_slots_are_reclaimed_losslessly() {
-        // Capacity small enough that one probe window is the whole table.
+        // Identity hashing sends small keys to home bucket 0: its probe
+        // window is all they can use.
         let s = KeyedLimiter::with_hasher(8, KeyedGcra, Identity).unwrap();
-        let total = s.buckets.len() * SLOTS;
+        let total = PROBE * SLOTS;
         let t0 = Nanos::ZERO;
         // Identity hashing: keys 1.. have distinct fingerprints (0 is remapped
         // to 1, so it is left out).
@@ -716,7 +723,7 @@ mod tests {
     fn when_full_policies() {
         let t0 = Nanos::ZERO;
         let fill = |s: &KeyedLimiter<KeyedGcra, Identity>| {
-            for k in 1..=(s.buckets.len() * SLOTS) as u64 {
+            for k in 1..=(PROBE * SLOTS) as u64 {
                 let _ = s.check_n(&k, &q(10), t0, 1 + (k % 5) as u32);
             }
         };

@@ -3,6 +3,7 @@
 //! ```sh
 //! cargo run --release -p tollgate-benches --bin compare -- --quick
 //! cargo run --release -p tollgate-benches --bin compare -- --json-out benches/results/run.jsonl
+//! cargo run --release -p tollgate-benches --bin compare -- --quick --only keyed
 //! ```
 //!
 //! Prints one JSON object per line: `bench`, `tollgate_ns`, `peer_ns`,
@@ -453,11 +454,28 @@ fn main() {
         quick,
         out,
     };
+    // `--only NAME[,NAME]` runs just those groups (gcra, algorithms, keyed,
+    // scaling); the default runs all.
+    let only: Vec<String> = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .map(|s| s.split(',').map(str::to_owned).collect())
+        .unwrap_or_default();
+    let run = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
     let started = Instant::now();
-    gcra_single(&mut cfg);
-    algorithms(&mut cfg);
-    keyed(&mut cfg);
-    scaling(&mut cfg);
+    if run("gcra") {
+        gcra_single(&mut cfg);
+    }
+    if run("algorithms") {
+        algorithms(&mut cfg);
+    }
+    if run("keyed") {
+        keyed(&mut cfg);
+    }
+    if run("scaling") {
+        scaling(&mut cfg);
+    }
     eprintln!(
         "compare finished in {:.1} s",
         started.elapsed().as_secs_f64()
