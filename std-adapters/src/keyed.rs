@@ -568,6 +568,33 @@ impl<A: KeyedAlgorithm, S: BuildHasher> KeyedLimiter<A, S> {
         }
     }
 
+    /// The decision `check_n` would make for `cost` units of `key` at `now`,
+    /// without consuming anything or inserting the key (read-only). Used to
+    /// check several limits before charging any of them.
+    ///
+    /// ```
+    /// use std::num::NonZeroU32;
+    /// use tollgate::keyed::KeyedLimiter;
+    /// use tollgate::{Nanos, Quota};
+    ///
+    /// let store = KeyedLimiter::new(100).unwrap();
+    /// let q = Quota::per_minute(NonZeroU32::new(1).unwrap());
+    /// assert!(store.probe("k", &q, Nanos::ZERO, 1).is_allowed());
+    /// assert!(store.probe("k", &q, Nanos::ZERO, 1).is_allowed()); // nothing taken
+    /// assert_eq!(store.occupied(), 0);
+    /// ```
+    pub fn probe<K: Hash + ?Sized>(
+        &self,
+        key: &K,
+        quota: &A::Quota,
+        now: Nanos,
+        cost: u32,
+    ) -> Decision {
+        let (fp, home) = self.locate(key);
+        let state = self.lookup(fp, home).map_or(0, |(_, v)| lo(v));
+        self.algorithm.decide(quota, state, now, cost).0
+    }
+
     /// The state of `key` at `now` without consuming anything. A key not
     /// tracked reads as fresh.
     pub fn peek<K: Hash + ?Sized>(&self, key: &K, quota: &A::Quota, now: Nanos) -> Snapshot {

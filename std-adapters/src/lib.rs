@@ -21,6 +21,8 @@ pub mod body;
 pub mod clock;
 pub mod headers;
 pub mod keyed;
+#[cfg(feature = "policy")]
+pub mod policy;
 mod sync;
 pub mod time_fmt;
 

@@ -1,0 +1,392 @@
+//! The policy file format (TOML) and its validation.
+//!
+//! See `policies/README.md` for the format with the five seed policies as
+//! examples; every field is documented on the types below.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::body::BodyStyle;
+use tollgate_core::Nanos;
+
+/// Why a policy could not be loaded: where (line and column, 1-based), which
+/// field, and what is allowed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyError {
+    /// Line of the offending value (1-based), when known.
+    pub line: usize,
+    /// Column of the offending value (1-based), when known.
+    pub column: usize,
+    /// The field (dotted path where it helps).
+    pub field: String,
+    /// What is wrong and what is allowed.
+    pub message: String,
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "line {}, column {}: `{}`: {}",
+            self.line, self.column, self.field, self.message
+        )
+    }
+}
+
+impl std::error::Error for PolicyError {}
+
+/// 1-based (line, column) of byte `offset` in `src`.
+pub(crate) fn line_col(src: &str, offset: usize) -> (usize, usize) {
+    let before = &src[..offset.min(src.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, column)
+}
+
+/// A whole policy file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyFile {
+    /// The policy's name (IETF `RateLimit-Policy` name, demo output).
+    pub name: String,
+    /// Whose budget a request spends: `"key"` (per API key, the default) or
+    /// `"org"` (all keys of an organisation or tenant share one budget).
+    #[serde(default)]
+    pub scope: ScopeSpec,
+    /// Requests without an API key: their plan, keyed by client address.
+    /// Without this section such requests are refused as unauthenticated.
+    pub anonymous: Option<AnonymousSpec>,
+    /// Keys tracked at once per store (default 100 000).
+    #[serde(default = "default_capacity")]
+    pub capacity: usize,
+    /// Headers and 429 body.
+    pub response: ResponseSpec,
+    /// Plans (tiers) by name.
+    pub plans: BTreeMap<String, Spanned<PlanSpec>>,
+    /// Endpoint rules: extra limits, cost factors, quota class, concurrency.
+    #[serde(default)]
+    pub endpoints: Vec<EndpointSpec>,
+    /// Routes that are never counted (health checks, webhooks).
+    #[serde(default)]
+    pub exempt: Vec<RouteSpec>,
+    /// One budget per organisation shared by all its keys, checked together
+    /// with the per-key limits (CyberVault's global burst pool).
+    pub org_pool: Option<Vec<LimitSpec>>,
+    /// Response statuses that give the request's tokens back (S4E: 304).
+    #[serde(default)]
+    pub refund_status: Vec<u16>,
+}
+
+fn default_capacity() -> usize {
+    100_000
+}
+
+/// See [`PolicyFile::scope`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ScopeSpec {
+    /// Per API key.
+    #[default]
+    Key,
+    /// Per organisation (falls back to the key when a request has no org).
+    Org,
+}
+
+/// See [`PolicyFile::anonymous`].
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnonymousSpec {
+    /// The plan anonymous callers get (must be one of `plans`).
+    pub plan: Spanned<String>,
+}
+
+/// See [`PolicyFile::response`].
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResponseSpec {
+    /// `"x-ratelimit"` (Limit/Remaining/Reset + Retry-After) or `"none"`.
+    pub headers: HeadersSpec,
+    /// `X-RateLimit-Window` value (CyberVault: `sliding_60s`).
+    pub window_name: Option<String>,
+    /// Send `Warning` once this percentage of the quota is used.
+    pub warning_at: Option<Spanned<u8>>,
+    /// Add the IETF `RateLimit-Policy` / `RateLimit` fields.
+    #[serde(default)]
+    pub ietf: bool,
+    /// Whose 429 body to send.
+    pub body: BodyStyle,
+}
+
+/// See [`ResponseSpec::headers`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HeadersSpec {
+    /// `X-RateLimit-*` and `Retry-After`.
+    XRatelimit,
+    /// No rate-limit headers at all (Slim.io), not even `Retry-After`.
+    None,
+}
+
+/// A plan (tier).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanSpec {
+    /// Limits that all hold at once, per quota class.
+    #[serde(default)]
+    pub limits: Vec<LimitSpec>,
+    /// Requests in flight at once per identity, over all endpoints (Slim.io:
+    /// "burst refers to the maximum number of concurrent requests").
+    pub concurrency: Option<Spanned<u32>>,
+}
+
+/// One limit: `limit` per `per`, counted with `algorithm`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSpec {
+    /// Quota class (`"api"` by default; e.g. `"scan"` counted apart).
+    #[serde(default = "default_class")]
+    pub class: String,
+    /// `second`, `minute`, `hour` or `day`.
+    pub per: Per,
+    /// A positive count, or `"unlimited"`.
+    pub limit: Spanned<LimitValue>,
+    /// `fixed` (calendar-aligned window, the default), `sliding` (weighted
+    /// sliding window) or `gcra` (smooth, burst = limit unless `burst`).
+    pub algorithm: Option<Algorithm>,
+    /// Burst: at most this many at once, refilled at `limit` per `per` — a
+    /// GCRA checked together with the window.
+    pub burst: Option<Spanned<u32>>,
+}
+
+fn default_class() -> String {
+    "api".to_owned()
+}
+
+/// See [`LimitSpec::per`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Per {
+    /// One second.
+    Second,
+    /// One minute.
+    Minute,
+    /// One hour.
+    Hour,
+    /// One day (calendar day, UTC, for fixed windows).
+    Day,
+}
+
+impl Per {
+    /// The window length.
+    pub fn nanos(self) -> Nanos {
+        Nanos::from_secs(match self {
+            Per::Second => 1,
+            Per::Minute => 60,
+            Per::Hour => 3_600,
+            Per::Day => 86_400,
+        })
+    }
+
+    /// `minute`, `hour`...
+    pub fn name(self) -> &'static str {
+        match self {
+            Per::Second => "second",
+            Per::Minute => "minute",
+            Per::Hour => "hour",
+            Per::Day => "day",
+        }
+    }
+}
+
+/// See [`LimitSpec::limit`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LimitValue {
+    /// At most this many per window (0 is refused at load).
+    Count(u32),
+    /// No limit.
+    Unlimited,
+}
+
+impl<'de> Deserialize<'de> for LimitValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(i64),
+            S(String),
+        }
+        match Raw::deserialize(d)
+            .map_err(|_| serde::de::Error::custom("expected a positive integer or \"unlimited\""))?
+        {
+            Raw::N(n) => u32::try_from(n).map(LimitValue::Count).map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "{n} is not a limit: use 1 to {} or \"unlimited\"",
+                    u32::MAX
+                ))
+            }),
+            Raw::S(s) if s == "unlimited" => Ok(LimitValue::Unlimited),
+            Raw::S(s) => Err(serde::de::Error::custom(format!(
+                "\"{s}\" is not a limit: use a positive integer or \"unlimited\""
+            ))),
+        }
+    }
+}
+
+/// See [`LimitSpec::algorithm`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Algorithm {
+    /// Calendar-aligned fixed window.
+    Fixed,
+    /// Approximate sliding window (previous window weighted by overlap).
+    Sliding,
+    /// GCRA (leaky bucket).
+    Gcra,
+}
+
+/// A method and path pattern: segments match literally, `{name}` matches
+/// one segment, a final `*` matches the rest.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSpec {
+    /// HTTP method, or `*` for any.
+    pub method: String,
+    /// Path pattern.
+    pub path: Spanned<String>,
+}
+
+/// An endpoint rule.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointSpec {
+    /// HTTP method, or `*` for any.
+    pub method: String,
+    /// Path pattern (see [`RouteSpec`]).
+    pub path: Spanned<String>,
+    /// The quota class the request spends (default `"api"`).
+    pub class: Option<String>,
+    /// Units of the plan's limits one request costs (default 1).
+    pub cost: Option<Spanned<u32>>,
+    /// Extra limits for this endpoint, per key (counted in requests).
+    #[serde(default)]
+    pub limits: Vec<LimitSpec>,
+    /// Requests in flight at once per key: a number, or a table per plan.
+    pub concurrency: Option<Spanned<ConcurrencySpec>>,
+}
+
+/// See [`EndpointSpec::concurrency`].
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ConcurrencySpec {
+    /// The same for every plan.
+    All(u32),
+    /// Per plan; plans not listed have no concurrency limit.
+    PerPlan(BTreeMap<String, u32>),
+}
+
+/// A parsed path pattern segment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Seg {
+    Lit(String),
+    Param,
+    Rest,
+}
+
+pub(crate) fn parse_pattern(p: &str) -> Result<Vec<Seg>, String> {
+    if !p.starts_with('/') {
+        return Err(format!("path \"{p}\" must start with '/'"));
+    }
+    let parts: Vec<&str> = p.split('/').skip(1).collect();
+    let mut out = Vec::with_capacity(parts.len());
+    for (i, s) in parts.iter().enumerate() {
+        out.push(if *s == "*" {
+            if i + 1 != parts.len() {
+                return Err(format!("in \"{p}\", '*' may only be the last segment"));
+            }
+            Seg::Rest
+        } else if s.starts_with('{') && s.ends_with('}') && s.len() > 2 {
+            Seg::Param
+        } else if s.contains(['{', '}', '*']) {
+            return Err(format!(
+                "in \"{p}\", segment \"{s}\" must be literal, `{{name}}` or a final `*`"
+            ));
+        } else {
+            Seg::Lit((*s).to_owned())
+        });
+    }
+    Ok(out)
+}
+
+/// Whether `pattern` matches `path` (query string ignored).
+pub(crate) fn matches(pattern: &[Seg], path: &str) -> bool {
+    let path = path.split('?').next().unwrap_or("");
+    let mut segs = path.split('/').skip(1);
+    for p in pattern {
+        match p {
+            Seg::Rest => return true,
+            Seg::Param => match segs.next() {
+                Some(s) if !s.is_empty() => {}
+                _ => return false,
+            },
+            Seg::Lit(l) => {
+                if segs.next() != Some(l.as_str()) {
+                    return false;
+                }
+            }
+        }
+    }
+    segs.next().is_none()
+}
+
+/// Whether some path matches both patterns.
+pub(crate) fn overlap(a: &[Seg], b: &[Seg]) -> bool {
+    let mut i = 0;
+    loop {
+        match (a.get(i), b.get(i)) {
+            (Some(Seg::Rest), _) | (_, Some(Seg::Rest)) => return true,
+            (None, None) => return true,
+            (None, Some(_)) | (Some(_), None) => return false,
+            (Some(Seg::Lit(x)), Some(Seg::Lit(y))) if x != y => return false,
+            _ => i += 1,
+        }
+    }
+}
+
+pub(crate) fn methods_overlap(a: &str, b: &str) -> bool {
+    a == "*" || b == "*" || a.eq_ignore_ascii_case(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pat(p: &str) -> Vec<Seg> {
+        parse_pattern(p).unwrap()
+    }
+
+    #[test]
+    fn patterns_match_and_overlap() {
+        assert!(matches(&pat("/scans/{id}/results"), "/scans/42/results"));
+        assert!(!matches(&pat("/scans/{id}/results"), "/scans/42"));
+        assert!(!matches(&pat("/scans/{id}/results"), "/scans//results"));
+        assert!(matches(&pat("/api/*"), "/api/a/b"));
+        assert!(matches(&pat("/scans"), "/scans?page=2"));
+        assert!(!matches(&pat("/scans"), "/scans/1"));
+        assert!(overlap(&pat("/scans/{id}"), &pat("/scans/7")));
+        assert!(overlap(&pat("/a/*"), &pat("/a/b/c")));
+        assert!(!overlap(&pat("/scans/{id}"), &pat("/scans/{id}/results")));
+        assert!(!overlap(&pat("/a/b"), &pat("/a/c")));
+        assert!(parse_pattern("scans").is_err());
+        assert!(parse_pattern("/a/*/b").is_err());
+        assert!(parse_pattern("/a/{x").is_err());
+    }
+
+    #[test]
+    fn line_col_is_one_based() {
+        assert_eq!(line_col("ab\ncd", 0), (1, 1));
+        assert_eq!(line_col("ab\ncd", 4), (2, 2));
+    }
+}
