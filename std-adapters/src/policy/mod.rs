@@ -618,6 +618,11 @@ impl Engine {
         for (i, l) in file.org_pool.iter().flatten().enumerate() {
             org_pool.extend(c.rules(l, &format!("org_pool[{i}]"))?);
         }
+        // The pool binds only when it refuses; headers report the key's own
+        // windows.
+        for r in &mut org_pool {
+            r.visible = false;
+        }
         let anonymous_plan = match &file.anonymous {
             None => None,
             Some(a) => {
@@ -901,6 +906,12 @@ impl Engine {
         drop(admission);
     }
 
+    /// Whether a response with `status` gives its units back at
+    /// [`complete`](Engine::complete) (the policy's `refund_status`).
+    pub fn refunds(&self, status: u16) -> bool {
+        self.refund_status.contains(&status)
+    }
+
     /// Current usage of the plan limits for an identity: the API key (or
     /// organisation under `scope = "org"`) on `plan`.
     pub fn usage(&self, id: &str, plan: &str, now: Nanos) -> Result<Vec<Usage>, RequestError> {
@@ -1042,15 +1053,15 @@ impl Engine {
         self.unix_at_zero + now
     }
 
-    /// The header info of the window that binds: the visible member with the
-    /// least remaining (ties: the longer window); `Remaining` is the least
-    /// over all members, so it says how many more pass.
+    /// The header info of the window that binds: the visible member (a
+    /// plan or endpoint window, not a burst or the org pool) with the least
+    /// remaining (ties: the longer window), with its own limit, remaining and
+    /// reset, so the three agree and `Warning` measures that window's use.
     fn info(
         &self,
         members: &[(&Rule, Who<'_>, u32, u32)],
         decisions: &[Decision],
     ) -> Option<RateLimitInfo> {
-        let least = decisions.iter().map(remaining).min()?;
         let (i, _) = members
             .iter()
             .enumerate()
@@ -1058,9 +1069,11 @@ impl Engine {
             .min_by_key(|&(i, m)| (remaining(&decisions[i]), std::cmp::Reverse(m.0.per)))?;
         let (r, _, _, f) = members[i];
         let r = self.boosted(r, f);
-        let mut info = RateLimitInfo::new(&decisions[i], r.limit.get(), r.per.nanos());
-        info.remaining = least.min(info.limit);
-        Some(info)
+        Some(RateLimitInfo::new(
+            &decisions[i],
+            r.limit.get(),
+            r.per.nanos(),
+        ))
     }
 
     fn render_allowed(
