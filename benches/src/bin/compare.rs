@@ -336,6 +336,45 @@ fn keyed(cfg: &mut Cfg) {
     }
 }
 
+/// A full S4E policy check (key's minute window + burst, the endpoint's
+/// concurrency permit taken and released) through the policy engine, next to
+/// the nearest governor equivalent: two keyed checks (key, then key +
+/// endpoint). governor has no policy engine and no concurrency limit, so
+/// the peer does strictly less work.
+fn policy(cfg: &mut Cfg) {
+    let keys: Vec<String> = (0..1_000).map(|i| format!("key-{i}")).collect();
+    let src = include_str!("../../../policies/s4e.toml");
+    let engine = tollgate::policy::Engine::from_toml(src, Nanos::ZERO).expect("s4e policy");
+    let (_, gq) = allowed();
+    let gov = governor::RateLimiter::dashmap_with_clock(gq, fake_clock());
+    let (mut i, mut j) = (0usize, 0usize);
+    let mut t = 0u64;
+    let (a, b) = side_by_side(
+        cfg.reps,
+        cfg.iters / 4,
+        || {
+            i = if i + 1 == keys.len() { 0 } else { i + 1 };
+            // Time moves so the enterprise plan (10 000/min) never refuses.
+            t += 10_000_000;
+            let req = tollgate::policy::Request::new("GET", "/api/events/stream")
+                .key(&keys[i])
+                .plan("enterprise");
+            let out = engine.check(&req, Nanos::new(t)).expect("known plan");
+            u64::from(out.is_allowed())
+        },
+        || {
+            j = if j + 1 == keys.len() { 0 } else { j + 1 };
+            let k = &keys[j];
+            u64::from(gov.check_key(&(k.as_str(), 0u32)).is_ok())
+                + u64::from(gov.check_key(&(k.as_str(), 1u32)).is_ok())
+        },
+    );
+    cfg.emit(Line::new("policy_s4e_sse_check_1k_keys").pair(a, b).str(
+        "peer",
+        "2 governor keyed checks (key, key+endpoint); governor has no policy engine or concurrency",
+    ));
+}
+
 fn label(n: usize) -> String {
     match n {
         n if n >= 1_000_000 => format!("{}m", n / 1_000_000),
@@ -455,7 +494,7 @@ fn main() {
         out,
     };
     // `--only NAME[,NAME]` runs just those groups (gcra, algorithms, keyed,
-    // scaling); the default runs all.
+    // policy, scaling); the default runs all.
     let only: Vec<String> = args
         .iter()
         .position(|a| a == "--only")
@@ -472,6 +511,9 @@ fn main() {
     }
     if run("keyed") {
         keyed(&mut cfg);
+    }
+    if run("policy") {
+        policy(&mut cfg);
     }
     if run("scaling") {
         scaling(&mut cfg);

@@ -1068,10 +1068,9 @@ impl Engine {
             .filter(|(_, m)| m.0.visible)
             .min_by_key(|&(i, m)| (remaining(&decisions[i]), std::cmp::Reverse(m.0.per)))?;
         let (r, _, _, f) = members[i];
-        let r = self.boosted(r, f);
         Some(RateLimitInfo::new(
             &decisions[i],
-            r.limit.get(),
+            boosted_limit(r, f),
             r.per.nanos(),
         ))
     }
@@ -1146,6 +1145,11 @@ enum Op {
     Probe,
     Charge,
     Refund,
+}
+
+/// `r`'s limit under a boost `factor`.
+fn boosted_limit(r: &Rule, factor: u32) -> u32 {
+    r.limit.get().saturating_mul(factor.max(1))
 }
 
 fn remaining(d: &Decision) -> u32 {
