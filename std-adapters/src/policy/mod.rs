@@ -64,8 +64,8 @@ use tollgate_core::{Decision, Nanos, Quota, WindowError};
 use crate::body::{BodyStyle, Refusal, body};
 use crate::headers::{HeaderStyle, RateLimitInfo};
 use crate::keyed::{
-    KeyedDecision, KeyedError, KeyedFixedWindow, KeyedGcra, KeyedLimiter, KeyedPermit,
-    KeyedSemaphore, KeyedSlidingWindow,
+    KeyedAlgorithm, KeyedDecision, KeyedError, KeyedFixedWindow, KeyedGcra, KeyedLimiter,
+    KeyedPermit, KeyedSemaphore, KeyedSlidingWindow,
 };
 pub use model::{
     Algorithm, AnonymousSpec, ConcurrencySpec, EndpointSpec, HeadersSpec, LimitSpec, LimitValue,
@@ -980,59 +980,10 @@ impl Engine {
             r
         };
         let key = (who, r.id);
-        let decided = |d: KeyedDecision| match d {
-            KeyedDecision::Decided(d) | KeyedDecision::Untracked(d) => d,
-            // No slot for a new key: refuse (the store's default, documented
-            // on `WhenFull`); retry once some key's state goes fresh.
-            KeyedDecision::StoreFull => Decision::Denied {
-                retry_after: Nanos::from_secs(1),
-                remaining: 0,
-                reset_after: Nanos::from_secs(1),
-            },
-        };
         match r.store {
-            Store::Gcra => {
-                let q = Self::quota(r);
-                match op {
-                    Op::Probe => self.gcra.probe(&key, &q, now, units),
-                    Op::Charge => decided(self.gcra.check_n(&key, &q, now, units)),
-                    Op::Refund => {
-                        self.gcra.refund(&key, &q, now, units);
-                        Decision::Allowed {
-                            remaining: 0,
-                            reset_after: Nanos::ZERO,
-                        }
-                    }
-                }
-            }
-            Store::Fixed(i) => {
-                let s = &self.fixed[i].1;
-                match op {
-                    Op::Probe => s.probe(&key, &r.limit, now, units),
-                    Op::Charge => decided(s.check_n(&key, &r.limit, now, units)),
-                    Op::Refund => {
-                        s.refund(&key, &r.limit, now, units);
-                        Decision::Allowed {
-                            remaining: 0,
-                            reset_after: Nanos::ZERO,
-                        }
-                    }
-                }
-            }
-            Store::Sliding(i) => {
-                let s = &self.sliding[i].1;
-                match op {
-                    Op::Probe => s.probe(&key, &r.limit, now, units),
-                    Op::Charge => decided(s.check_n(&key, &r.limit, now, units)),
-                    Op::Refund => {
-                        s.refund(&key, &r.limit, now, units);
-                        Decision::Allowed {
-                            remaining: 0,
-                            reset_after: Nanos::ZERO,
-                        }
-                    }
-                }
-            }
+            Store::Gcra => run(&self.gcra, &key, &Self::quota(r), units, now, op),
+            Store::Fixed(i) => run(&self.fixed[i].1, &key, &r.limit, units, now, op),
+            Store::Sliding(i) => run(&self.sliding[i].1, &key, &r.limit, units, now, op),
         }
     }
 
@@ -1136,6 +1087,38 @@ impl Engine {
                 self.now_unix(now),
             ),
             retry_after: None,
+        }
+    }
+}
+
+/// Runs `op` for `units` of `key` in one keyed store. A refund answers an
+/// `Allowed` nobody reads.
+fn run<A: KeyedAlgorithm>(
+    store: &KeyedLimiter<A>,
+    key: &(Who<'_>, u32),
+    quota: &A::Quota,
+    units: u32,
+    now: Nanos,
+    op: Op,
+) -> Decision {
+    match op {
+        Op::Probe => store.probe(key, quota, now, units),
+        Op::Charge => match store.check_n(key, quota, now, units) {
+            KeyedDecision::Decided(d) | KeyedDecision::Untracked(d) => d,
+            // No slot for a new key: refuse (the store's default, see
+            // `WhenFull`); a slot frees once some key's state is fresh.
+            KeyedDecision::StoreFull => Decision::Denied {
+                retry_after: Nanos::from_secs(1),
+                remaining: 0,
+                reset_after: Nanos::from_secs(1),
+            },
+        },
+        Op::Refund => {
+            let s = store.refund(key, quota, now, units);
+            Decision::Allowed {
+                remaining: s.remaining,
+                reset_after: s.reset_after,
+            }
         }
     }
 }
