@@ -16,13 +16,13 @@
 #![allow(clippy::cast_possible_truncation)]
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 
 use tollgate::Nanos;
-use tollgate::policy::{Admission, Engine, Outcome, Request};
+use tollgate::policy::{Admission, Engine, Outcome, Polled, Request, Ticket};
 
 /// Unix time of the simulated clock's zero: 2024-04-28T12:00:00Z.
 const UNIX_AT_ZERO: u64 = 1_714_305_600;
@@ -122,6 +122,134 @@ struct Counts {
     denied: u64,
     exempt: u64,
     refunded: u64,
+    /// Requests that waited in a queue (then admitted or denied).
+    queued: u64,
+    /// Queue waits of the requests served from a queue, ns.
+    waits: Vec<u64>,
+}
+
+/// How often queued tickets are polled (simulated milliseconds).
+const POLL_MS: u64 = 10;
+
+/// A waiting request: its ticket, client, enqueue time, hold and status.
+type Waiting<'e> = (Ticket<'e>, usize, u64, u64, u16, String);
+
+/// The simulation's bookkeeping.
+struct Sim<'e> {
+    /// (end time, id) of requests in flight.
+    open: BinaryHeap<Reverse<(u64, u64)>>,
+    held: BTreeMap<u64, (Admission<'e>, u16, usize)>,
+    next_id: u64,
+    counts: BTreeMap<String, Counts>,
+    sample_ok: Option<(String, Headers)>,
+    sample_429: Option<(String, Headers, String)>,
+    /// Queued requests per (client, route), in the order they joined.
+    pending: BTreeMap<(usize, String), VecDeque<Waiting<'e>>>,
+}
+
+impl<'e> Sim<'e> {
+    /// Ends the earliest request in flight.
+    fn finish(&mut self, engine: &Engine, clients: &[Client]) {
+        let Some(Reverse((done, id))) = self.open.pop() else {
+            return;
+        };
+        if let Some((adm, status, who)) = self.held.remove(&id) {
+            if engine.refunds(status) {
+                if let Some(c) = self.counts.get_mut(&clients[who].plan) {
+                    c.refunded += 1;
+                }
+            }
+            engine.complete(adm, status, Nanos::new(done));
+        }
+    }
+
+    /// Polls the queued tickets at `now`: the first of each (client, route)
+    /// line (unless a rate limit holds it past `now`), again while it is
+    /// served, and any behind it whose deadline passed (the rest wait behind
+    /// the first in the engine's queue anyway).
+    fn poll_queue(&mut self, clients: &[Client], now: u64) {
+        let mut ready = Vec::new();
+        for line in self.pending.values_mut() {
+            // A head held by a rate limit waits for its hinted time.
+            let hinted = |l: &VecDeque<Waiting<'_>>| {
+                l.front()
+                    .and_then(|w| w.0.retry_at())
+                    .is_some_and(|at| at > Nanos::new(now))
+            };
+            while !hinted(line) {
+                let Some(w) = line.pop_front() else { break };
+                let (ticket, client, since, hold_ms, status, what) = w;
+                match ticket.poll(Nanos::new(now)) {
+                    Polled::Ready(o) => ready.push((o, client, since, hold_ms, status, what)),
+                    Polled::Pending(t) => {
+                        line.push_front((t, client, since, hold_ms, status, what));
+                        break;
+                    }
+                }
+            }
+            while line
+                .get(1)
+                .is_some_and(|w| w.0.deadline() <= Nanos::new(now))
+            {
+                if let Some((ticket, client, since, hold_ms, status, what)) = line.remove(1) {
+                    if let Polled::Ready(o) = ticket.poll(Nanos::new(now)) {
+                        ready.push((o, client, since, hold_ms, status, what));
+                    }
+                }
+            }
+        }
+        self.pending.retain(|_, line| !line.is_empty());
+        for (outcome, client, since, hold_ms, status, what) in ready {
+            let c = self.counts.entry(clients[client].plan.clone()).or_default();
+            c.queued += 1;
+            if outcome.is_allowed() {
+                c.waits.push(now - since);
+            }
+            self.outcome(outcome, clients, client, since, now, hold_ms, status, &what);
+        }
+    }
+
+    /// Books one outcome.
+    #[allow(clippy::too_many_arguments)]
+    fn outcome(
+        &mut self,
+        outcome: Outcome<'e>,
+        clients: &[Client],
+        client: usize,
+        since: u64,
+        now: u64,
+        hold_ms: u64,
+        status: u16,
+        what: &str,
+    ) {
+        let entry = self.counts.entry(clients[client].plan.clone()).or_default();
+        match outcome {
+            Outcome::Allowed(adm) => {
+                entry.admitted += 1;
+                if self.sample_ok.is_none() && !adm.headers.is_empty() {
+                    self.sample_ok = Some((what.to_owned(), adm.headers.clone()));
+                }
+                self.next_id += 1;
+                self.held.insert(self.next_id, (adm, status, client));
+                self.open
+                    .push(Reverse((now + hold_ms * 1_000_000, self.next_id)));
+            }
+            Outcome::Exempt => entry.exempt += 1,
+            Outcome::Denied(d) => {
+                entry.denied += 1;
+                if self.sample_429.is_none() {
+                    self.sample_429 =
+                        Some((what.to_owned(), d.headers.clone(), d.body.to_string()));
+                }
+            }
+            Outcome::Queued(t) => {
+                self.pending
+                    .entry((client, what.to_owned()))
+                    .or_default()
+                    .push_back((t, client, since, hold_ms, status, what.to_owned()));
+            }
+        }
+    }
 }
 
 fn simulate(name: &str, src: &str, show_progress: bool) -> Result<(), String> {
@@ -167,13 +295,17 @@ fn simulate(name: &str, src: &str, show_progress: bool) -> Result<(), String> {
         let first = (rng.unit() * 1e9 / c.rate) as u64;
         arrivals.push(Reverse((first, i)));
     }
-    let mut open: BinaryHeap<Reverse<(u64, u64)>> = BinaryHeap::new();
-    let mut held: BTreeMap<u64, (Admission<'_>, u16, usize)> = BTreeMap::new();
-    let mut next_id = 0u64;
-    let mut counts: BTreeMap<String, Counts> = BTreeMap::new();
-    let mut sample_ok: Option<(String, Headers)> = None;
-    let mut sample_429: Option<(String, Headers, String)> = None;
+    let mut sim = Sim {
+        open: BinaryHeap::new(),
+        held: BTreeMap::new(),
+        next_id: 0,
+        counts: BTreeMap::new(),
+        sample_ok: None,
+        sample_429: None,
+        pending: BTreeMap::new(),
+    };
     let end = SIM_SECS * 1_000_000_000;
+    let mut next_tick = 0u64;
     let mut last_progress = 0;
     let started = Instant::now();
 
@@ -181,20 +313,23 @@ fn simulate(name: &str, src: &str, show_progress: bool) -> Result<(), String> {
         if t >= end {
             break;
         }
-        // Finish every request that ended before `t`.
-        while let Some(&Reverse((done, id))) = open.peek() {
-            if done > t {
-                break;
-            }
-            open.pop();
-            if let Some((adm, status, who)) = held.remove(&id) {
-                if engine.refunds(status) {
-                    if let Some(c) = counts.get_mut(&clients[who].plan) {
-                        c.refunded += 1;
-                    }
+        // Everything before `t`: finished requests, then queue polls every
+        // POLL_MS, in time order.
+        loop {
+            let done = sim.open.peek().map(|&Reverse((d, _))| d);
+            match done {
+                Some(d) if d <= t && (sim.pending.is_empty() || d <= next_tick) => {
+                    sim.finish(&engine, &clients);
                 }
-                engine.complete(adm, status, Nanos::new(done));
+                _ if !sim.pending.is_empty() && next_tick <= t => {
+                    sim.poll_queue(&clients, next_tick);
+                    next_tick += POLL_MS * 1_000_000;
+                }
+                _ => break,
             }
+        }
+        if sim.pending.is_empty() {
+            next_tick = t;
         }
         if show_progress && t / 60_000_000_000 > last_progress {
             last_progress = t / 60_000_000_000;
@@ -227,35 +362,24 @@ fn simulate(name: &str, src: &str, show_progress: bool) -> Result<(), String> {
             if let Some(k) = &c.key {
                 req = req.key(k);
             }
-            let entry = counts.entry(c.plan.clone()).or_default();
+            let what = format!("{method} {path} ({})", c.plan);
             match engine.check(&req, Nanos::new(t)) {
-                Ok(Outcome::Allowed(adm)) => {
-                    entry.admitted += 1;
-                    if sample_ok.is_none() && !adm.headers.is_empty() {
-                        sample_ok =
-                            Some((format!("{method} {path} ({})", c.plan), adm.headers.clone()));
-                    }
-                    next_id += 1;
-                    held.insert(next_id, (adm, status, i));
-                    open.push(Reverse((t + hold_ms * 1_000_000, next_id)));
-                }
-                Ok(Outcome::Exempt) => entry.exempt += 1,
-                Ok(Outcome::Denied(d)) => {
-                    entry.denied += 1;
-                    if sample_429.is_none() {
-                        sample_429 = Some((
-                            format!("{method} {path} ({})", c.plan),
-                            d.headers.clone(),
-                            d.body.to_string(),
-                        ));
-                    }
-                }
+                Ok(outcome) => sim.outcome(outcome, &clients, i, t, t, hold_ms, status, &what),
                 Err(e) => return Err(format!("{name}: {e}")),
             }
         }
         let gap = (-(1.0 - rng.unit()).ln() / c.rate * 1e9) as u64;
         arrivals.push(Reverse((t + gap.max(1), i)));
     }
+    let Sim {
+        held,
+        pending,
+        counts,
+        sample_ok,
+        sample_429,
+        ..
+    } = sim;
+    drop(pending);
     drop(held);
     if show_progress {
         eprintln!();
@@ -268,13 +392,24 @@ fn simulate(name: &str, src: &str, show_progress: bool) -> Result<(), String> {
         started.elapsed().as_secs_f64()
     );
     println!(
-        "{:<14} {:>10} {:>10} {:>8} {:>9}",
-        "plan", "admitted", "denied", "exempt", "refunded"
+        "{:<14} {:>9} {:>9} {:>7} {:>8} {:>8} {:>9} {:>9}",
+        "plan", "admitted", "denied", "exempt", "refunded", "queued", "wait p50", "wait p99"
     );
     for (plan, c) in &counts {
+        let (p50, p99) = if c.waits.is_empty() {
+            ("-".to_owned(), "-".to_owned())
+        } else {
+            let mut w = c.waits.clone();
+            w.sort_unstable();
+            let at = |q: f64| {
+                let i = ((w.len() - 1) as f64 * q).round() as usize;
+                format!("{:.2} s", w[i] as f64 / 1e9)
+            };
+            (at(0.5), at(0.99))
+        };
         println!(
-            "{:<14} {:>10} {:>10} {:>8} {:>9}",
-            plan, c.admitted, c.denied, c.exempt, c.refunded
+            "{:<14} {:>9} {:>9} {:>7} {:>8} {:>8} {:>9} {:>9}",
+            plan, c.admitted, c.denied, c.exempt, c.refunded, c.queued, p50, p99
         );
     }
     match &sample_ok {
@@ -307,7 +442,7 @@ fn main() {
         None => {
             println!(
                 "tollgate policy simulation: {SIM_SECS} s of synthetic traffic per policy on a \
-                 simulated clock (queueing is not built yet: requests past a limit are refused)\n"
+                 simulated clock (queued requests polled every {POLL_MS} ms)\n"
             );
             POLICIES
                 .iter()

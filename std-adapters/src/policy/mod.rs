@@ -50,28 +50,33 @@
 
 mod model;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::RwLock;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use serde_json::Value;
-use tollgate_core::{Decision, Nanos, Quota, WindowError};
+use tollgate_core::{Clock, Decision, Nanos, Quota};
 
 use crate::body::{BodyStyle, Refusal, body};
 use crate::headers::{HeaderStyle, RateLimitInfo};
 use crate::keyed::{
-    KeyedAlgorithm, KeyedDecision, KeyedError, KeyedFixedWindow, KeyedGcra, KeyedLimiter,
-    KeyedPermit, KeyedSemaphore, KeyedSlidingWindow,
+    ConcurrencyRefused, KeyedAlgorithm, KeyedDecision, KeyedError, KeyedFixedWindow, KeyedGcra,
+    KeyedLimiter, KeyedPermit, KeyedSemaphore, KeyedSlidingWindow,
 };
 pub use model::{
     Algorithm, AnonymousSpec, ConcurrencySpec, EndpointSpec, HeadersSpec, LimitSpec, LimitValue,
-    Per, PlanSpec, PolicyError, PolicyFile, ResponseSpec, RouteSpec, ScopeSpec,
+    Per, PlanSpec, PolicyError, PolicyFile, QueueOn, QueueRoutes, QueueSpec, ResponseSpec,
+    RouteSpec, ScopeSpec,
 };
 use model::{Seg, line_col, matches, methods_overlap, overlap, parse_pattern};
+
+/// Most members one request can be checked against (plan windows, bursts,
+/// endpoint limits, org pool); more is refused at load.
+pub const MAX_MEMBERS: usize = 16;
 
 /// One request as the engine sees it. Build with [`Request::new`] and the
 /// setters; nothing is allocated.
@@ -168,7 +173,33 @@ enum Who<'a> {
     Ip(IpAddr),
 }
 
-/// Which store a member lives in.
+/// An owned [`Who`] (queues and admissions outlive the request).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum OwnedWho {
+    Key(String),
+    Org(String),
+    Ip(IpAddr),
+}
+
+impl OwnedWho {
+    fn of(w: Who<'_>) -> OwnedWho {
+        match w {
+            Who::Key(k) => OwnedWho::Key(k.to_owned()),
+            Who::Org(o) => OwnedWho::Org(o.to_owned()),
+            Who::Ip(ip) => OwnedWho::Ip(ip),
+        }
+    }
+
+    fn as_who(&self) -> Who<'_> {
+        match self {
+            OwnedWho::Key(k) => Who::Key(k),
+            OwnedWho::Org(o) => Who::Org(o),
+            OwnedWho::Ip(ip) => Who::Ip(*ip),
+        }
+    }
+}
+
+/// Which store a member lives in (window stores by [`per_index`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Store {
     Gcra,
@@ -176,42 +207,105 @@ enum Store {
     Sliding(usize),
 }
 
+fn per_index(per: Per) -> usize {
+    match per {
+        Per::Second => 0,
+        Per::Minute => 1,
+        Per::Hour => 2,
+        Per::Day => 3,
+    }
+}
+
 /// A compiled limit.
 #[derive(Clone, Debug)]
 struct Rule {
-    /// Unique per policy: part of the store key.
-    id: u32,
+    /// Derived from where the limit is written and what it says, so a
+    /// reloaded policy finds the state of every limit it did not change.
+    id: u64,
     store: Store,
     per: Per,
     limit: NonZeroU32,
     /// GCRA only: at most this many at once.
     burst: Option<NonZeroU32>,
-    /// Reported in headers (burst members are not).
+    /// Reported in headers (bursts and the org pool are not).
     visible: bool,
     class: String,
 }
 
+/// One member of a request's check: a rule, whose budget (the subject's or
+/// the org pool's) and how many units.
+#[derive(Clone, Copy, Debug)]
+struct Member {
+    rule: usize,
+    pool: bool,
+    units: u32,
+}
+
 #[derive(Debug)]
 struct Endpoint {
-    id: u32,
     method: String,
     path: Vec<Seg>,
-    class: String,
-    cost: u32,
-    limits: Vec<Rule>,
+    /// Stable concurrency key (method and path pattern).
+    concurrency_id: u64,
     concurrency: HashMap<String, u32>,
     concurrency_all: Option<u32>,
+    /// May use a plan queue that takes marked routes only.
+    queued: bool,
 }
 
 #[derive(Debug)]
 struct Plan {
-    rules: Vec<Rule>,
+    name: String,
+    /// Visible rules, for [`Engine::usage`].
+    usage: Vec<usize>,
     concurrency: Option<u32>,
+    queue: Option<QueuePlan>,
+}
+
+/// A plan's queue: depth, longest wait, which refusals wait.
+#[derive(Clone, Copy, Debug)]
+struct QueuePlan {
+    depth: u32,
+    max_wait: Nanos,
+    on: QueueOn,
+    routes: QueueRoutes,
+}
+
+impl QueuePlan {
+    /// Whether refusal `d` may wait in line: per `on`, a concurrency
+    /// refusal, or a rate refusal that clears within `wait`.
+    fn takes(&self, d: &Denial, wait: Nanos) -> bool {
+        match d.retry_after {
+            None => self.on != QueueOn::Rate,
+            Some(r) => self.on != QueueOn::Concurrency && r <= wait,
+        }
+    }
 }
 
 struct Boost {
     factor: u32,
     until: Nanos,
+}
+
+/// A queue: (identity, endpoint rule's stable id; `None` for requests no
+/// endpoint rule matches).
+type QueueKey = (OwnedWho, Option<u64>);
+
+/// What outlives a reload: the keyed stores, boosts and queues.
+struct Stores {
+    capacity: usize,
+    unix_at_zero: Nanos,
+    gcra: KeyedLimiter<KeyedGcra>,
+    fixed: [OnceLock<KeyedLimiter<KeyedFixedWindow>>; 4],
+    sliding: [OnceLock<KeyedLimiter<KeyedSlidingWindow>>; 4],
+    sem: KeyedSemaphore,
+    boosts: RwLock<HashMap<String, Boost>>,
+    any_boost: AtomicBool,
+    /// FIFO of ticket ids per (identity, endpoint rule).
+    queues: Mutex<HashMap<QueueKey, VecDeque<u64>>>,
+    /// Tickets waiting in all queues (lets checks skip the queue lock).
+    queued: AtomicUsize,
+    next_ticket: AtomicU64,
 }
 
 /// The outcome of [`Engine::check`].
@@ -225,31 +319,42 @@ pub enum Outcome<'e> {
     Exempt,
     /// Refused: send `status`, `headers` and `body`.
     Denied(Denial),
+    /// Waiting in the identity's queue (plans with `queue`): drive the
+    /// [`Ticket`] to an `Allowed` or `Denied`.
+    Queued(Ticket<'e>),
 }
 
 impl Outcome<'_> {
-    /// Whether the request may proceed.
+    /// Whether the request may proceed now.
     pub fn is_allowed(&self) -> bool {
-        !matches!(self, Outcome::Denied(_))
+        matches!(self, Outcome::Allowed(_) | Outcome::Exempt)
     }
 }
 
+/// What an admission gives back on a refunding status.
+struct Refund<'e> {
+    engine: &'e Engine,
+    members: &'e [Member],
+    who: OwnedWho,
+    org: Option<String>,
+    factor: u32,
+}
+
 /// An admitted request: its headers, what it was charged, and its
-/// concurrency permit (released on drop).
+/// concurrency permits (released on drop).
 pub struct Admission<'e> {
     /// Rate-limit headers for the response.
     pub headers: Vec<(&'static str, String)>,
-    charges: Vec<(&'e Rule, Who<'static>, u32, u32)>,
-    owned: OwnedWho,
-    permits: Vec<KeyedPermit<'e>>,
+    refund: Option<Refund<'e>>,
+    permits: [Option<KeyedPermit<'e>>; 2],
 }
 
 impl fmt::Debug for Admission<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Admission")
             .field("headers", &self.headers)
-            .field("charges", &self.charges.len())
-            .field("permits", &self.permits.len())
+            .field("refundable", &self.refund.is_some())
+            .field("permits", &self.permits.iter().flatten().count())
             .finish()
     }
 }
@@ -265,15 +370,6 @@ pub struct Denial {
     pub body: Value,
     /// The exact wait, if waiting can help (not for concurrency refusals).
     pub retry_after: Option<Nanos>,
-}
-
-/// Owned copies of the identities an admission was charged under (the
-/// request's borrowed strings do not outlive the call).
-#[derive(Clone, Debug, Default)]
-struct OwnedWho {
-    key: Option<String>,
-    org: Option<String>,
-    ip: Option<IpAddr>,
 }
 
 /// One line of [`Engine::usage`].
@@ -293,21 +389,19 @@ pub struct Usage {
 pub struct Engine {
     name: String,
     scope: ScopeSpec,
-    anonymous_plan: Option<String>,
-    plans: HashMap<String, Plan>,
+    anonymous_plan: Option<usize>,
+    plans: Vec<Plan>,
+    plan_index: HashMap<String, usize, ahash::RandomState>,
     endpoints: Vec<Endpoint>,
     exempt: Vec<(String, Vec<Seg>)>,
-    org_pool: Vec<Rule>,
+    rules: Vec<Rule>,
+    /// Members per (plan, endpoint): index `plan × (endpoints + 1) + e`,
+    /// `e = 0` for no endpoint rule, else endpoint index + 1.
+    combos: Vec<Vec<Member>>,
     refund_status: Vec<u16>,
     header_style: HeaderStyle,
     body_style: BodyStyle,
-    gcra: KeyedLimiter<KeyedGcra>,
-    fixed: Vec<(Per, KeyedLimiter<KeyedFixedWindow>)>,
-    sliding: Vec<(Per, KeyedLimiter<KeyedSlidingWindow>)>,
-    sem: KeyedSemaphore,
-    unix_at_zero: Nanos,
-    boosts: RwLock<HashMap<String, Boost>>,
-    any_boost: AtomicBool,
+    stores: Arc<Stores>,
 }
 
 impl fmt::Debug for Engine {
@@ -320,12 +414,17 @@ impl fmt::Debug for Engine {
     }
 }
 
-/// Builds the compiled rules of one limit spec (0, 1 or 2 members).
+/// A stable 64-bit id of `v` (the same in every process of a build).
+fn stable_id(v: &impl Hash) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    v.hash(&mut h);
+    h.finish()
+}
+
+/// Compiles limit specs into rules, remembering where each came from.
 struct Compiler<'s> {
     src: &'s str,
-    next_id: u32,
-    fixed: Vec<Per>,
-    sliding: Vec<Per>,
+    rules: Vec<Rule>,
 }
 
 impl Compiler<'_> {
@@ -339,12 +438,14 @@ impl Compiler<'_> {
         }
     }
 
-    fn id(&mut self) -> u32 {
-        self.next_id += 1;
-        self.next_id
-    }
-
-    fn rules(&mut self, spec: &LimitSpec, field: &str) -> Result<Vec<Rule>, PolicyError> {
+    /// Adds the rules of `spec` (none if unlimited; two with a burst on a
+    /// window), written at `location`; returns their indexes.
+    fn rules(
+        &mut self,
+        spec: &LimitSpec,
+        field: &str,
+        location: &str,
+    ) -> Result<Vec<usize>, PolicyError> {
         let limit = match *spec.limit.get_ref() {
             LimitValue::Unlimited => {
                 if let Some(b) = &spec.burst {
@@ -367,7 +468,7 @@ impl Compiler<'_> {
         let algorithm = spec.algorithm.unwrap_or(Algorithm::Fixed);
         let store = match algorithm {
             Algorithm::Gcra => Store::Gcra,
-            Algorithm::Fixed => Store::Fixed(slot(&mut self.fixed, spec.per)),
+            Algorithm::Fixed => Store::Fixed(per_index(spec.per)),
             Algorithm::Sliding => {
                 if limit.get() > tollgate_core::window::SLIDING_MAX_LIMIT {
                     return Err(self.err(
@@ -380,7 +481,7 @@ impl Compiler<'_> {
                         ),
                     ));
                 }
-                Store::Sliding(slot(&mut self.sliding, spec.per))
+                Store::Sliding(per_index(spec.per))
             }
         };
         let burst = match &spec.burst {
@@ -393,39 +494,43 @@ impl Compiler<'_> {
                 )
             })?),
         };
-        let mut out = vec![Rule {
-            id: self.id(),
-            store,
-            per: spec.per,
-            limit,
-            burst: if algorithm == Algorithm::Gcra {
-                burst
-            } else {
-                None
-            },
-            visible: true,
-            class: spec.class.clone(),
-        }];
-        if let (Some(burst), true) = (burst, algorithm != Algorithm::Gcra) {
-            out.push(Rule {
-                id: self.id(),
-                store: Store::Gcra,
+        let mut out = Vec::with_capacity(2);
+        let mut push = |c: &mut Self, store: Store, burst: Option<NonZeroU32>, visible: bool| {
+            let what = (
+                location,
+                &spec.class,
+                spec.per,
+                algorithm,
+                limit,
+                burst,
+                visible,
+            );
+            let mut id = stable_id(&what);
+            // The same limit written twice at one place: its own state.
+            while c.rules.iter().any(|r| r.id == id) {
+                id = stable_id(&(id, "again"));
+            }
+            c.rules.push(Rule {
+                id,
+                store,
                 per: spec.per,
                 limit,
-                burst: Some(burst),
-                visible: false,
+                burst,
+                visible,
                 class: spec.class.clone(),
             });
+            out.push(c.rules.len() - 1);
+        };
+        if algorithm == Algorithm::Gcra {
+            push(self, store, burst, true);
+        } else {
+            push(self, store, None, true);
+            if let Some(b) = burst {
+                push(self, Store::Gcra, Some(b), false);
+            }
         }
         Ok(out)
     }
-}
-
-fn slot(v: &mut Vec<Per>, per: Per) -> usize {
-    v.iter().position(|&p| p == per).unwrap_or_else(|| {
-        v.push(per);
-        v.len() - 1
-    })
 }
 
 /// At most this many units can pass `rule` at once.
@@ -456,39 +561,79 @@ impl Engine {
     /// assert!(e.to_string().contains("\"unlimited\""), "{e}");
     /// ```
     pub fn from_toml(src: &str, unix_at_zero: Nanos) -> Result<Engine, PolicyError> {
-        let file: PolicyFile = toml::from_str(src).map_err(|e| {
-            let (line, column) = e.span().map_or((0, 0), |s| line_col(src, s.start));
-            // The text the error points at, when it is a key or short value.
-            let field = e
-                .span()
-                .and_then(|s| src.get(s))
-                .filter(|t| t.len() <= 60 && !t.contains('\n'))
-                .unwrap_or("")
-                .to_owned();
-            PolicyError {
-                line,
-                column,
-                field,
-                message: e.message().trim().to_owned(),
-            }
-        })?;
-        Engine::compile(&file, src, unix_at_zero)
+        let file = parse(src)?;
+        let capacity = file.capacity.max(1);
+        let store_err = |e: KeyedError| PolicyError {
+            line: 0,
+            column: 0,
+            field: "capacity".into(),
+            message: e.to_string(),
+        };
+        let stores = Stores {
+            capacity,
+            unix_at_zero,
+            gcra: KeyedLimiter::new(capacity).map_err(store_err)?,
+            fixed: Default::default(),
+            sliding: Default::default(),
+            sem: KeyedSemaphore::new(capacity).map_err(store_err)?,
+            boosts: RwLock::new(HashMap::new()),
+            any_boost: AtomicBool::new(false),
+            queues: Mutex::new(HashMap::new()),
+            queued: AtomicUsize::new(0),
+            next_ticket: AtomicU64::new(0),
+        };
+        Engine::compile(&file, src, Arc::new(stores))
     }
 
-    fn compile(file: &PolicyFile, src: &str, unix_at_zero: Nanos) -> Result<Engine, PolicyError> {
+    /// A new engine for a changed policy that shares this one's state: every
+    /// limit the new policy did not change (same place, same values) keeps
+    /// each key's count; changed or new limits start fresh; boosts, queues
+    /// and concurrency permits carry over. Swap it in (e.g. behind an
+    /// `ArcSwap`) while admissions of the old engine finish. The store
+    /// capacity and `unix_at_zero` stay those of the first load.
+    ///
+    /// ```
+    /// use tollgate::policy::{Engine, Request};
+    /// use tollgate::Nanos;
+    /// let v1 = r#"
+    /// name = "x"
+    /// [response]
+    /// headers = "x-ratelimit"
+    /// body = "s4e"
+    /// [plans.free]
+    /// limits = [{ per = "minute", limit = 2 }]
+    /// "#;
+    /// let old = Engine::from_toml(v1, Nanos::ZERO).unwrap();
+    /// let r = Request::new("GET", "/").key("k").plan("free");
+    /// assert!(old.check(&r, Nanos::ZERO).unwrap().is_allowed());
+    /// // Add a plan; `free` is unchanged, so `k` still has 1 left.
+    /// let new = old.reload(&format!("{v1}\n[plans.pro]\nlimits = [{{ per = \"minute\", limit = 9 }}]")).unwrap();
+    /// assert!(new.check(&r, Nanos::ZERO).unwrap().is_allowed());
+    /// assert!(!new.check(&r, Nanos::ZERO).unwrap().is_allowed());
+    /// ```
+    pub fn reload(&self, src: &str) -> Result<Engine, PolicyError> {
+        let file = parse(src)?;
+        Engine::compile(&file, src, Arc::clone(&self.stores))
+    }
+
+    fn compile(file: &PolicyFile, src: &str, stores: Arc<Stores>) -> Result<Engine, PolicyError> {
         let mut c = Compiler {
             src,
-            next_id: 0,
-            fixed: Vec::new(),
-            sliding: Vec::new(),
+            rules: Vec::new(),
         };
-        let mut plans = HashMap::new();
+        let mut plans = Vec::new();
+        let mut plan_rules = Vec::new();
         for (name, plan) in &file.plans {
+            let spec = plan.get_ref();
             let mut rules = Vec::new();
-            for (i, l) in plan.get_ref().limits.iter().enumerate() {
-                rules.extend(c.rules(l, &format!("plans.{name}.limits[{i}]"))?);
+            for (i, l) in spec.limits.iter().enumerate() {
+                rules.extend(c.rules(
+                    l,
+                    &format!("plans.{name}.limits[{i}]"),
+                    &format!("plan {name}"),
+                )?);
             }
-            let concurrency = match &plan.get_ref().concurrency {
+            let concurrency = match &spec.concurrency {
                 None => None,
                 Some(n) if *n.get_ref() == 0 => {
                     return Err(c.err(
@@ -499,36 +644,78 @@ impl Engine {
                 }
                 Some(n) => Some(*n.get_ref()),
             };
-            plans.insert(name.clone(), Plan { rules, concurrency });
+            let queue = match &spec.queue {
+                None => None,
+                Some(q) => {
+                    let QueueSpec {
+                        on,
+                        routes,
+                        depth,
+                        max_wait_secs,
+                    } = *q.get_ref();
+                    if depth == 0 || max_wait_secs == 0 {
+                        return Err(c.err(
+                            q.span(),
+                            &format!("plans.{name}.queue"),
+                            "`depth` and `max_wait_secs` must be at least 1 \
+                             (leave `queue` out to refuse instead of queueing)"
+                                .into(),
+                        ));
+                    }
+                    Some(QueuePlan {
+                        depth,
+                        max_wait: Nanos::from_secs(max_wait_secs),
+                        on,
+                        routes,
+                    })
+                }
+            };
+            plans.push(Plan {
+                name: name.clone(),
+                usage: rules
+                    .iter()
+                    .copied()
+                    .filter(|&r| c.rules[r].visible)
+                    .collect(),
+                concurrency,
+                queue,
+            });
+            plan_rules.push(rules);
         }
-        let classes: Vec<&str> = plans
-            .values()
-            .flat_map(|p| p.rules.iter().map(|r| r.class.as_str()))
-            .chain(std::iter::once("api"))
+        let classes: Vec<String> = c
+            .rules
+            .iter()
+            .map(|r| r.class.clone())
+            .chain(std::iter::once("api".to_owned()))
             .collect();
+
         let mut endpoints: Vec<Endpoint> = Vec::new();
+        // Per endpoint: (class, cost, its own rules).
+        let mut endpoint_rules: Vec<(String, u32, Vec<usize>)> = Vec::new();
         for (i, e) in file.endpoints.iter().enumerate() {
             let field = format!("endpoints[{i}]");
             let path = parse_pattern(e.path.get_ref())
                 .map_err(|m| c.err(e.path.span(), &format!("{field}.path"), m))?;
-            if let Some(prev) = endpoints
+            if let Some((j, _)) = endpoints
                 .iter()
-                .find(|p| methods_overlap(&p.method, &e.method) && overlap(&p.path, &path))
+                .enumerate()
+                .find(|(_, p)| methods_overlap(&p.method, &e.method) && overlap(&p.path, &path))
             {
                 return Err(c.err(
                     e.path.span(),
                     &format!("{field}.path"),
                     format!(
-                        "{} {} overlaps endpoint rule {} (a request would match both); \
+                        "{} {} overlaps endpoints[{j}] ({} {}): a request would match both; \
                          make the patterns disjoint",
                         e.method,
                         e.path.get_ref(),
-                        prev.id
+                        file.endpoints[j].method,
+                        file.endpoints[j].path.get_ref(),
                     ),
                 ));
             }
             let class = e.class.clone().unwrap_or_else(|| "api".to_owned());
-            if !classes.contains(&class.as_str()) {
+            if !classes.contains(&class) {
                 return Err(c.err(
                     e.path.span(),
                     &format!("{field}.class"),
@@ -548,18 +735,19 @@ impl Engine {
                         ));
                     }
                     // A cost no plan limit could ever admit is a mistake.
-                    for (pname, plan) in &plans {
-                        if let Some(r) = plan
-                            .rules
+                    for (p, rules) in plans.iter().zip(&plan_rules) {
+                        if let Some(r) = rules
                             .iter()
+                            .map(|&r| &c.rules[r])
                             .find(|r| r.class == class && capacity_of(r) < v)
                         {
                             return Err(c.err(
                                 s.span(),
                                 &format!("{field}.cost"),
                                 format!(
-                                    "cost {v} exceeds plan \"{pname}\"'s {} of {} per {}: \
+                                    "cost {v} exceeds plan \"{}\"'s {} of {} per {}: \
                                      such a request could never pass",
+                                    p.name,
                                     if r.visible { "limit" } else { "burst" },
                                     capacity_of(r),
                                     r.per.name()
@@ -570,9 +758,10 @@ impl Engine {
                     v
                 }
             };
+            let location = format!("endpoint {} {}", e.method, e.path.get_ref());
             let mut limits = Vec::new();
             for (j, l) in e.limits.iter().enumerate() {
-                limits.extend(c.rules(l, &format!("{field}.limits[{j}]"))?);
+                limits.extend(c.rules(l, &format!("{field}.limits[{j}]"), &location)?);
             }
             let (mut concurrency, mut concurrency_all) = (HashMap::new(), None);
             if let Some(spec) = &e.concurrency {
@@ -580,13 +769,11 @@ impl Engine {
                     c.err(spec.span(), &format!("{field}.concurrency"), m)
                 };
                 match spec.get_ref() {
-                    ConcurrencySpec::All(0) => {
-                        return Err(bad(&c, "must be at least 1".into()));
-                    }
+                    ConcurrencySpec::All(0) => return Err(bad(&c, "must be at least 1".into())),
                     ConcurrencySpec::All(n) => concurrency_all = Some(*n),
                     ConcurrencySpec::PerPlan(m) => {
                         for (p, &n) in m {
-                            if !plans.contains_key(p) {
+                            if !file.plans.contains_key(p) {
                                 return Err(bad(&c, format!("plan \"{p}\" is not defined")));
                             }
                             if n == 0 {
@@ -598,15 +785,14 @@ impl Engine {
                 }
             }
             endpoints.push(Endpoint {
-                id: u32::try_from(i).unwrap_or(u32::MAX),
                 method: e.method.clone(),
                 path,
-                class,
-                cost,
-                limits,
+                concurrency_id: stable_id(&location),
                 concurrency,
                 concurrency_all,
+                queued: e.queued,
             });
+            endpoint_rules.push((class, cost, limits));
         }
         let mut exempt = Vec::new();
         for (i, r) in file.exempt.iter().enumerate() {
@@ -616,26 +802,74 @@ impl Engine {
         }
         let mut org_pool = Vec::new();
         for (i, l) in file.org_pool.iter().flatten().enumerate() {
-            org_pool.extend(c.rules(l, &format!("org_pool[{i}]"))?);
+            org_pool.extend(c.rules(l, &format!("org_pool[{i}]"), "org pool")?);
         }
         // The pool binds only when it refuses; headers report the key's own
         // windows.
-        for r in &mut org_pool {
-            r.visible = false;
+        for &r in &org_pool {
+            c.rules[r].visible = false;
         }
         let anonymous_plan = match &file.anonymous {
             None => None,
-            Some(a) => {
-                if !plans.contains_key(a.plan.get_ref()) {
+            Some(a) => Some(
+                plans
+                    .iter()
+                    .position(|p| &p.name == a.plan.get_ref())
+                    .ok_or_else(|| {
+                        c.err(
+                            a.plan.span(),
+                            "anonymous.plan",
+                            format!("plan \"{}\" is not defined", a.plan.get_ref()),
+                        )
+                    })?,
+            ),
+        };
+
+        // Every (plan, endpoint) member list, checked against MAX_MEMBERS.
+        let mut combos = Vec::with_capacity(plans.len() * (endpoints.len() + 1));
+        for (p, rules) in plans.iter().zip(&plan_rules) {
+            for e in 0..=endpoints.len() {
+                let (class, cost, limits) = match e {
+                    0 => ("api", 1, &[][..]),
+                    _ => {
+                        let (class, cost, limits) = &endpoint_rules[e - 1];
+                        (class.as_str(), *cost, &limits[..])
+                    }
+                };
+                let mut m: Vec<Member> = rules
+                    .iter()
+                    .filter(|&&r| c.rules[r].class == class)
+                    .map(|&rule| Member {
+                        rule,
+                        pool: false,
+                        units: cost,
+                    })
+                    .collect();
+                m.extend(limits.iter().map(|&rule| Member {
+                    rule,
+                    pool: false,
+                    units: 1,
+                }));
+                m.extend(org_pool.iter().map(|&rule| Member {
+                    rule,
+                    pool: true,
+                    units: cost,
+                }));
+                if m.len() > MAX_MEMBERS {
+                    let at = file.plans[&p.name].span();
                     return Err(c.err(
-                        a.plan.span(),
-                        "anonymous.plan",
-                        format!("plan \"{}\" is not defined", a.plan.get_ref()),
+                        at,
+                        &format!("plans.{}", p.name),
+                        format!(
+                            "a request would be checked against {} limits (at most {MAX_MEMBERS})",
+                            m.len()
+                        ),
                     ));
                 }
-                Some(a.plan.get_ref().clone())
+                combos.push(m);
             }
-        };
+        }
+
         let header_style = match file.response.headers {
             HeadersSpec::None => HeaderStyle::none(),
             HeadersSpec::XRatelimit => {
@@ -659,57 +893,53 @@ impl Engine {
                 h
             }
         };
-        let cap = file.capacity.max(1);
-        let store_err = |e: KeyedError| PolicyError {
-            line: 0,
-            column: 0,
-            field: "capacity".into(),
-            message: e.to_string(),
-        };
-        let win_err = |e: WindowError| PolicyError {
-            line: 0,
-            column: 0,
-            field: "capacity".into(),
-            message: e.to_string(),
-        };
-        let fixed = c
-            .fixed
+        // The window stores this policy needs (kept across reloads).
+        for r in &c.rules {
+            let err = |e: String| PolicyError {
+                line: 0,
+                column: 0,
+                field: "capacity".into(),
+                message: e,
+            };
+            let (cap, unix) = (stores.capacity, stores.unix_at_zero);
+            match r.store {
+                Store::Gcra => {}
+                Store::Fixed(i) if stores.fixed[i].get().is_none() => {
+                    let alg = KeyedFixedWindow::new(r.per.nanos(), unix)
+                        .map_err(|e| err(e.to_string()))?;
+                    let s = KeyedLimiter::with_hasher(cap, alg, ahash::RandomState::new())
+                        .map_err(|e| err(e.to_string()))?;
+                    let _ = stores.fixed[i].set(s);
+                }
+                Store::Sliding(i) if stores.sliding[i].get().is_none() => {
+                    let alg =
+                        KeyedSlidingWindow::new(r.per.nanos()).map_err(|e| err(e.to_string()))?;
+                    let s = KeyedLimiter::with_hasher(cap, alg, ahash::RandomState::new())
+                        .map_err(|e| err(e.to_string()))?;
+                    let _ = stores.sliding[i].set(s);
+                }
+                _ => {}
+            }
+        }
+        let plan_index = plans
             .iter()
-            .map(|&per| {
-                let alg = KeyedFixedWindow::new(per.nanos(), unix_at_zero).map_err(win_err)?;
-                let s = KeyedLimiter::with_hasher(cap, alg, ahash::RandomState::new())
-                    .map_err(store_err)?;
-                Ok((per, s))
-            })
-            .collect::<Result<Vec<_>, PolicyError>>()?;
-        let sliding = c
-            .sliding
-            .iter()
-            .map(|&per| {
-                let alg = KeyedSlidingWindow::new(per.nanos()).map_err(win_err)?;
-                let s = KeyedLimiter::with_hasher(cap, alg, ahash::RandomState::new())
-                    .map_err(store_err)?;
-                Ok((per, s))
-            })
-            .collect::<Result<Vec<_>, PolicyError>>()?;
+            .enumerate()
+            .map(|(i, p)| (p.name.clone(), i))
+            .collect();
         Ok(Engine {
             name: file.name.clone(),
             scope: file.scope,
             anonymous_plan,
             plans,
+            plan_index,
             endpoints,
             exempt,
-            org_pool,
+            rules: c.rules,
+            combos,
             refund_status: file.refund_status.clone(),
             header_style,
             body_style: file.response.body,
-            gcra: KeyedLimiter::new(cap).map_err(store_err)?,
-            fixed,
-            sliding,
-            sem: KeyedSemaphore::new(cap).map_err(store_err)?,
-            unix_at_zero,
-            boosts: RwLock::new(HashMap::new()),
-            any_boost: AtomicBool::new(false),
+            stores,
         })
     }
 
@@ -720,63 +950,62 @@ impl Engine {
 
     /// The plans, sorted by name.
     pub fn plans(&self) -> Vec<&str> {
-        let mut v: Vec<&str> = self.plans.keys().map(String::as_str).collect();
-        v.sort_unstable();
-        v
+        self.plans.iter().map(|p| p.name.as_str()).collect()
     }
 
     /// Multiplies the limits of `id` (an API key, or an organisation under
     /// `scope = "org"`) by `factor` until `until` (CyberVault's temporary
-    /// boosts). A factor of 1 or a past `until` removes the boost.
+    /// boosts). A factor of 1 removes the boost.
     pub fn boost(&self, id: &str, factor: u32, until: Nanos) {
-        let mut b = self.boosts.write().unwrap_or_else(|e| e.into_inner());
+        let s = &self.stores;
+        let mut b = s.boosts.write().unwrap_or_else(|e| e.into_inner());
         if factor <= 1 {
             b.remove(id);
         } else {
             b.insert(id.to_owned(), Boost { factor, until });
         }
-        // Relaxed: a hint that lets checks skip the lock when no boost was
-        // ever set; the map itself is read under the lock.
-        self.any_boost.store(!b.is_empty(), Ordering::Relaxed);
+        // Relaxed: a hint that lets checks skip the lock when no boost is
+        // set; the map itself is read under the lock.
+        s.any_boost.store(!b.is_empty(), Ordering::Relaxed);
     }
 
-    fn boost_of(&self, id: &str, now: Nanos) -> u32 {
-        if !self.any_boost.load(Ordering::Relaxed) {
+    fn boost_of(&self, who: Who<'_>, now: Nanos) -> u32 {
+        let s = &self.stores;
+        let (Who::Key(id) | Who::Org(id)) = who else {
+            return 1;
+        };
+        if !s.any_boost.load(Ordering::Relaxed) {
             return 1;
         }
-        let b = self.boosts.read().unwrap_or_else(|e| e.into_inner());
+        let b = s.boosts.read().unwrap_or_else(|e| e.into_inner());
         b.get(id).filter(|b| now < b.until).map_or(1, |b| b.factor)
     }
 
-    fn endpoint(&self, req: &Request<'_>) -> Option<&Endpoint> {
+    fn endpoint(&self, req: &Request<'_>) -> Option<usize> {
         self.endpoints
             .iter()
-            .find(|e| methods_overlap(&e.method, req.method) && matches(&e.path, req.path))
+            .position(|e| methods_overlap(&e.method, req.method) && matches(&e.path, req.path))
     }
 
     fn resolve<'r>(
         &self,
         req: &Request<'r>,
-    ) -> Result<(Who<'r>, &str, Option<Who<'r>>), RequestError> {
-        let org = req.org.map(Who::Org);
+    ) -> Result<(Who<'r>, usize, Option<&'r str>), RequestError> {
         let Some(key) = req.api_key else {
-            let plan = self
-                .anonymous_plan
-                .as_deref()
-                .ok_or(RequestError::Unauthenticated)?;
+            let plan = self.anonymous_plan.ok_or(RequestError::Unauthenticated)?;
             let ip = req.client_ip.ok_or(RequestError::Unauthenticated)?;
             return Ok((Who::Ip(ip), plan, None));
         };
-        let plan = req.plan.ok_or(RequestError::MissingPlan)?;
-        let (plan, _) = self
-            .plans
-            .get_key_value(plan)
-            .ok_or_else(|| RequestError::UnknownPlan(plan.to_owned()))?;
+        let name = req.plan.ok_or(RequestError::MissingPlan)?;
+        let plan = *self
+            .plan_index
+            .get(name)
+            .ok_or_else(|| RequestError::UnknownPlan(name.to_owned()))?;
         let who = match (self.scope, req.org) {
             (ScopeSpec::Org, Some(o)) => Who::Org(o),
             _ => Who::Key(key),
         };
-        Ok((who, plan.as_str(), org))
+        Ok((who, plan, req.org))
     }
 
     /// Decides `req` at `now`. See the [module docs](self) for the steps.
@@ -788,119 +1017,146 @@ impl Engine {
         {
             return Ok(Outcome::Exempt);
         }
-        let (who, plan_name, org) = self.resolve(req)?;
-        let plan = &self.plans[plan_name];
+        let (who, plan, org) = self.resolve(req)?;
         let endpoint = self.endpoint(req);
-        let class = endpoint.map_or("api", |e| e.class.as_str());
-        let cost = endpoint.map_or(1, |e| e.cost);
-        let factor = match who {
-            Who::Key(id) | Who::Org(id) => self.boost_of(id, now),
-            Who::Ip(_) => 1,
-        };
-        // (rule, whose, units, boost factor, endpoint id or u32::MAX)
-        let mut members: Vec<(&Rule, Who<'_>, u32, u32)> = Vec::with_capacity(8);
-        members.extend(
-            plan.rules
-                .iter()
-                .filter(|r| r.class == class)
-                .map(|r| (r, who, cost, factor)),
-        );
-        if let Some(e) = endpoint {
-            members.extend(e.limits.iter().map(|r| (r, who, 1, factor)));
+        let queue = self.plans[plan].queue.filter(|q| {
+            q.routes == QueueRoutes::All || endpoint.is_some_and(|e| self.endpoints[e].queued)
+        });
+        // FIFO: while others of this identity wait, a newcomer waits behind
+        // them. Relaxed: a hint; the queue itself is read under its lock.
+        if let Some(q) = queue {
+            if self.stores.queued.load(Ordering::Relaxed) > 0 && self.queue_len(who, endpoint) > 0 {
+                return Ok(self.enqueue(who, plan, endpoint, org, q, now, None));
+            }
         }
-        if let Some(org) = org {
-            members.extend(self.org_pool.iter().map(|r| (r, org, cost, 1)));
+        match self.decide(who, plan, endpoint, org, now) {
+            Ok(a) => Ok(Outcome::Allowed(a)),
+            Err(d) => match queue {
+                Some(q) if q.takes(&d, q.max_wait) => {
+                    Ok(self.enqueue(who, plan, endpoint, org, q, now, Some(d)))
+                }
+                _ => Ok(Outcome::Denied(d)),
+            },
         }
+    }
 
+    /// The whole decision without queueing: probe, charge, permits.
+    fn decide<'e>(
+        &'e self,
+        who: Who<'_>,
+        plan: usize,
+        endpoint: Option<usize>,
+        org: Option<&str>,
+        now: Nanos,
+    ) -> Result<Admission<'e>, Denial> {
+        let members =
+            &self.combos[plan * (self.endpoints.len() + 1) + endpoint.map_or(0, |e| e + 1)];
+        let factor = self.boost_of(who, now);
+        // Whose budget each member spends; `None`: the org pool of a request
+        // without an organisation (skipped).
+        let subject = |m: &Member| match (m.pool, org) {
+            (false, _) => Some((who, factor)),
+            (true, Some(o)) => Some((Who::Org(o), 1)),
+            (true, None) => None,
+        };
+        let untouched = Decision::Allowed {
+            remaining: u32::MAX,
+            reset_after: Nanos::ZERO,
+        };
+        let mut decisions = [untouched; MAX_MEMBERS];
         // Phase 1: probe everything read-only.
         let mut worst: Option<(usize, Decision)> = None;
-        let mut decisions = Vec::with_capacity(members.len());
-        for (i, &(r, w, units, f)) in members.iter().enumerate() {
-            let d = self.apply(r, w, units, f, now, Op::Probe);
+        for (i, m) in members.iter().enumerate() {
+            let Some((w, f)) = subject(m) else { continue };
+            let d = self.apply(&self.rules[m.rule], w, m.units, f, now, Op::Probe);
             if !d.is_allowed() && worst.is_none_or(|(_, wd)| wait(&d) > wait(&wd)) {
                 worst = Some((i, d));
             }
-            decisions.push(d);
+            decisions[i] = d;
         }
         if let Some((i, d)) = worst {
-            return Ok(Outcome::Denied(
-                self.deny_rate(&members, &decisions, i, d, now),
-            ));
+            return Err(self.deny_rate(members, &decisions, factor, i, d, now));
         }
         // Phase 2: charge; undo on a lost race.
-        for (i, &(r, w, units, f)) in members.iter().enumerate() {
-            let d = self.apply(r, w, units, f, now, Op::Charge);
+        for (i, m) in members.iter().enumerate() {
+            let Some((w, f)) = subject(m) else { continue };
+            let d = self.apply(&self.rules[m.rule], w, m.units, f, now, Op::Charge);
             if !d.is_allowed() {
-                for &(r, w, units, f) in &members[..i] {
-                    self.refund(r, w, units, f, now);
-                }
-                return Ok(Outcome::Denied(
-                    self.deny_rate(&members, &decisions, i, d, now),
-                ));
+                self.refund_all(&members[..i], who, org, factor, now);
+                return Err(self.deny_rate(members, &decisions, factor, i, d, now));
             }
             decisions[i] = d;
         }
         // Concurrency: the plan's (all requests), then the endpoint's.
-        let mut permits = Vec::new();
+        let p = &self.plans[plan];
         let limits = [
-            plan.concurrency.map(|m| (u32::MAX, m)),
+            p.concurrency.map(|m| (0u64, m)),
             endpoint.and_then(|e| {
-                let max = e.concurrency.get(plan_name).copied().or(e.concurrency_all);
-                max.map(|m| (e.id, m))
+                let e = &self.endpoints[e];
+                let max = e.concurrency.get(&p.name).copied().or(e.concurrency_all);
+                max.map(|m| (e.concurrency_id, m))
             }),
         ];
-        for (slot, max) in limits.into_iter().flatten() {
-            match self.sem.try_acquire(&(who, slot), max, 1) {
-                Ok(p) => permits.push(p),
+        let mut permits = [None, None];
+        for (slot, limit) in limits.into_iter().enumerate() {
+            let Some((id, max)) = limit else { continue };
+            match self.stores.sem.try_acquire(&(who, id), max, 1) {
+                Ok(permit) => permits[slot] = Some(permit),
                 Err(refused) => {
                     drop(permits);
-                    for &(r, w, units, f) in &members {
-                        self.refund(r, w, units, f, now);
-                    }
+                    self.refund_all(members, who, org, factor, now);
                     let (current, max) = match refused {
-                        crate::keyed::ConcurrencyRefused::Full { in_use, max } => (in_use, max),
+                        ConcurrencyRefused::Full { in_use, max } => (in_use, max),
                         _ => (max, max),
                     };
-                    return Ok(Outcome::Denied(self.deny_concurrency(current, max, now)));
+                    return Err(self.deny_concurrency(current, max, now));
                 }
             }
         }
-        let headers = self.render_allowed(&members, &decisions, now);
-        let owned = OwnedWho {
-            key: match who {
-                Who::Key(k) => Some(k.to_owned()),
-                _ => None,
-            }
-            .or_else(|| req.api_key.map(str::to_owned)),
-            org: match (who, org) {
-                (Who::Org(o), _) | (_, Some(Who::Org(o))) => Some(o.to_owned()),
-                _ => None,
-            },
-            ip: match who {
-                Who::Ip(ip) => Some(ip),
-                _ => None,
-            },
+        let headers = match self.info(members, &decisions, factor) {
+            Some(info) => self.header_style.render(&info, self.now_unix(now)),
+            None => Vec::new(),
         };
-        let charges = members
-            .iter()
-            .map(|&(r, w, units, f)| (r, erase(w), units, f))
-            .collect();
-        Ok(Outcome::Allowed(Admission {
+        let refund = (!self.refund_status.is_empty()).then(|| Refund {
+            engine: self,
+            members,
+            who: OwnedWho::of(who),
+            org: org.map(str::to_owned),
+            factor,
+        });
+        Ok(Admission {
             headers,
-            charges,
-            owned,
+            refund,
             permits,
-        }))
+        })
+    }
+
+    fn refund_all(
+        &self,
+        members: &[Member],
+        who: Who<'_>,
+        org: Option<&str>,
+        factor: u32,
+        now: Nanos,
+    ) {
+        for m in members {
+            let (w, f) = match (m.pool, org) {
+                (false, _) => (who, factor),
+                (true, Some(o)) => (Who::Org(o), 1),
+                (true, None) => continue,
+            };
+            let _ = self.apply(&self.rules[m.rule], w, m.units, f, now, Op::Refund);
+        }
     }
 
     /// Ends an admitted request with its response `status`: gives its units
     /// back if the policy says that status is free (S4E: 304), and releases
-    /// its concurrency permit.
+    /// its concurrency permits.
     pub fn complete(&self, admission: Admission<'_>, status: u16, now: Nanos) {
-        if self.refund_status.contains(&status) {
-            for &(rule, who, units, factor) in &admission.charges {
-                let who = admission.owned.rebind(who);
-                self.refund(rule, who, units, factor, now);
+        if let Some(r) = &admission.refund {
+            if r.engine.refund_status.contains(&status) {
+                r.engine
+                    .refund_all(r.members, r.who.as_who(), r.org.as_deref(), r.factor, now);
             }
         }
         drop(admission);
@@ -916,19 +1172,19 @@ impl Engine {
     /// organisation under `scope = "org"`) on `plan`.
     pub fn usage(&self, id: &str, plan: &str, now: Nanos) -> Result<Vec<Usage>, RequestError> {
         let p = self
-            .plans
+            .plan_index
             .get(plan)
+            .map(|&i| &self.plans[i])
             .ok_or_else(|| RequestError::UnknownPlan(plan.to_owned()))?;
         let who = match self.scope {
             ScopeSpec::Key => Who::Key(id),
             ScopeSpec::Org => Who::Org(id),
         };
-        let factor = self.boost_of(id, now);
-        Ok(p.rules
+        let factor = self.boost_of(who, now);
+        Ok(p.usage
             .iter()
-            .filter(|r| r.visible)
-            .map(|r| {
-                let r = self.boosted(r, factor);
+            .map(|&r| {
+                let r = boosted(&self.rules[r], factor);
                 let remaining = self.peek_remaining(&r, who, now);
                 Usage {
                     class: r.class.clone(),
@@ -938,16 +1194,6 @@ impl Engine {
                 }
             })
             .collect())
-    }
-
-    fn boosted(&self, r: &Rule, factor: u32) -> Rule {
-        let mut r = r.clone();
-        if factor > 1 {
-            let f = NonZeroU32::new(factor).unwrap_or(NonZeroU32::MIN);
-            r.limit = r.limit.saturating_mul(f);
-            r.burst = r.burst.map(|b| b.saturating_mul(f));
-        }
-        r
     }
 
     fn quota(r: &Rule) -> Quota {
@@ -972,36 +1218,44 @@ impl Engine {
         now: Nanos,
         op: Op,
     ) -> Decision {
-        let boosted;
+        let b;
         let r = if factor > 1 {
-            boosted = self.boosted(r, factor);
-            &boosted
+            b = boosted(r, factor);
+            &b
         } else {
             r
         };
         let key = (who, r.id);
+        let s = &self.stores;
         match r.store {
-            Store::Gcra => run(&self.gcra, &key, &Self::quota(r), units, now, op),
-            Store::Fixed(i) => run(&self.fixed[i].1, &key, &r.limit, units, now, op),
-            Store::Sliding(i) => run(&self.sliding[i].1, &key, &r.limit, units, now, op),
+            Store::Gcra => run(&s.gcra, &key, &Self::quota(r), units, now, op),
+            Store::Fixed(i) => match s.fixed[i].get() {
+                Some(store) => run(store, &key, &r.limit, units, now, op),
+                None => missing_store(),
+            },
+            Store::Sliding(i) => match s.sliding[i].get() {
+                Some(store) => run(store, &key, &r.limit, units, now, op),
+                None => missing_store(),
+            },
         }
-    }
-
-    fn refund(&self, r: &Rule, who: Who<'_>, units: u32, factor: u32, now: Nanos) {
-        let _ = self.apply(r, who, units, factor, now, Op::Refund);
     }
 
     fn peek_remaining(&self, r: &Rule, who: Who<'_>, now: Nanos) -> u32 {
         let key = (who, r.id);
+        let s = &self.stores;
         match r.store {
-            Store::Gcra => self.gcra.peek(&key, &Self::quota(r), now).remaining,
-            Store::Fixed(i) => self.fixed[i].1.peek(&key, &r.limit, now).remaining,
-            Store::Sliding(i) => self.sliding[i].1.peek(&key, &r.limit, now).remaining,
+            Store::Gcra => s.gcra.peek(&key, &Self::quota(r), now).remaining,
+            Store::Fixed(i) => s.fixed[i]
+                .get()
+                .map_or(0, |st| st.peek(&key, &r.limit, now).remaining),
+            Store::Sliding(i) => s.sliding[i]
+                .get()
+                .map_or(0, |st| st.peek(&key, &r.limit, now).remaining),
         }
     }
 
     fn now_unix(&self, now: Nanos) -> Nanos {
-        self.unix_at_zero + now
+        self.stores.unix_at_zero + now
     }
 
     /// The header info of the window that binds: the visible member (a
@@ -1010,60 +1264,56 @@ impl Engine {
     /// reset, so the three agree and `Warning` measures that window's use.
     fn info(
         &self,
-        members: &[(&Rule, Who<'_>, u32, u32)],
+        members: &[Member],
         decisions: &[Decision],
+        factor: u32,
     ) -> Option<RateLimitInfo> {
-        let (i, _) = members
+        let (i, m) = members
             .iter()
             .enumerate()
-            .filter(|(_, m)| m.0.visible)
-            .min_by_key(|&(i, m)| (remaining(&decisions[i]), std::cmp::Reverse(m.0.per)))?;
-        let (r, _, _, f) = members[i];
+            .filter(|(_, m)| self.rules[m.rule].visible)
+            .min_by_key(|&(i, m)| {
+                (
+                    remaining(&decisions[i]),
+                    std::cmp::Reverse(self.rules[m.rule].per),
+                )
+            })?;
+        let r = &self.rules[m.rule];
         Some(RateLimitInfo::new(
             &decisions[i],
-            boosted_limit(r, f),
+            r.limit.get().saturating_mul(factor.max(1)),
             r.per.nanos(),
         ))
     }
 
-    fn render_allowed(
-        &self,
-        members: &[(&Rule, Who<'_>, u32, u32)],
-        decisions: &[Decision],
-        now: Nanos,
-    ) -> Vec<(&'static str, String)> {
-        match self.info(members, decisions) {
-            Some(info) => self.header_style.render(&info, self.now_unix(now)),
-            None => Vec::new(),
-        }
-    }
-
     fn deny_rate(
         &self,
-        members: &[(&Rule, Who<'_>, u32, u32)],
+        members: &[Member],
         decisions: &[Decision],
+        factor: u32,
         i: usize,
         d: Decision,
         now: Nanos,
     ) -> Denial {
-        let (r, _, _, f) = members[i];
-        let r = self.boosted(r, f);
+        let r = &self.rules[members[i].rule];
+        let f = if members[i].pool { 1 } else { factor };
+        let limit = r.limit.get().saturating_mul(f.max(1));
         let window = r.per.nanos();
         let retry_after = match d {
             Decision::Denied { retry_after, .. } => retry_after,
             // A cost above the capacity (only possible when a boost ends or
-            // a plan is reloaded smaller): the whole window.
+            // a reload shrinks a plan): the whole window.
             _ => window,
         };
-        // Limit/Reset of the binding window; the refusing member when it is
+        // Limit/Reset of the binding window: the refusing member when it is
         // a visible window, else the visible member that binds.
         let mut info = if r.visible {
-            RateLimitInfo::new(&d, r.limit.get(), window)
+            RateLimitInfo::new(&d, limit, window)
         } else {
             let mut decisions = decisions.to_vec();
             decisions[i] = d;
-            self.info(members, &decisions)
-                .unwrap_or_else(|| RateLimitInfo::new(&d, r.limit.get(), window))
+            self.info(members, &decisions, factor)
+                .unwrap_or_else(|| RateLimitInfo::new(&d, limit, window))
         };
         info.remaining = 0;
         info.refused = true;
@@ -1091,11 +1341,282 @@ impl Engine {
     }
 }
 
-/// Runs `op` for `units` of `key` in one keyed store. A refund answers an
-/// `Allowed` nobody reads.
-fn run<A: KeyedAlgorithm>(
-    store: &KeyedLimiter<A>,
-    key: &(Who<'_>, u32),
+// ---- queueing ---------------------------------------------------------------
+
+impl Engine {
+    /// The queue of `who` for requests matching `endpoint`.
+    fn queue_key(&self, who: Who<'_>, endpoint: Option<usize>) -> QueueKey {
+        (
+            OwnedWho::of(who),
+            endpoint.map(|e| self.endpoints[e].concurrency_id),
+        )
+    }
+
+    fn queue_len(&self, who: Who<'_>, endpoint: Option<usize>) -> usize {
+        let q = self.stores.queues.lock().unwrap_or_else(|e| e.into_inner());
+        q.get(&self.queue_key(who, endpoint))
+            .map_or(0, VecDeque::len)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn enqueue<'e>(
+        &'e self,
+        who: Who<'_>,
+        plan: usize,
+        endpoint: Option<usize>,
+        org: Option<&str>,
+        queue: QueuePlan,
+        now: Nanos,
+        refusal: Option<Denial>,
+    ) -> Outcome<'e> {
+        let s = &self.stores;
+        let key = self.queue_key(who, endpoint);
+        let max_wait = queue.max_wait;
+        let mut queues = s.queues.lock().unwrap_or_else(|e| e.into_inner());
+        let q = queues.entry(key.clone()).or_default();
+        if q.len() >= queue.depth as usize {
+            drop(queues);
+            // Full: refused, with the refusal that sent it here (or a fresh
+            // one when it queued behind others).
+            let d = refusal.unwrap_or_else(|| match self.decide(who, plan, endpoint, org, now) {
+                Err(d) => d,
+                // Passing now would overtake the queue: refuse with the
+                // longest a queued request may wait.
+                Ok(_admitted_then_dropped) => self.deny_queue_full(max_wait, now),
+            });
+            return Outcome::Denied(d);
+        }
+        // Relaxed: ticket ids only need to be unique.
+        let id = s.next_ticket.fetch_add(1, Ordering::Relaxed);
+        q.push_back(id);
+        s.queued.fetch_add(1, Ordering::Relaxed);
+        drop(queues);
+        Outcome::Queued(Ticket {
+            engine: self,
+            id,
+            queue: key,
+            queue_plan: queue,
+            org: org.map(str::to_owned),
+            plan,
+            endpoint,
+            enqueued_at: now,
+            deadline: now.saturating_add(max_wait),
+            retry_at: refusal
+                .and_then(|d| d.retry_after)
+                .map(|r| now.saturating_add(r)),
+            queued: true,
+        })
+    }
+
+    fn deny_queue_full(&self, max_wait: Nanos, now: Nanos) -> Denial {
+        let info = RateLimitInfo {
+            limit: 0,
+            remaining: 0,
+            reset_after: max_wait,
+            retry_after: Some(max_wait),
+            refused: true,
+            window: max_wait,
+        };
+        let now_unix = self.now_unix(now);
+        Denial {
+            status: 429,
+            headers: self
+                .header_style
+                .render(&info, now_unix)
+                .into_iter()
+                .filter(|(k, _)| *k == "Retry-After")
+                .collect(),
+            body: body(self.body_style, &Refusal::Rate(info), now_unix),
+            retry_after: Some(max_wait),
+        }
+    }
+}
+
+/// A request waiting in its identity's FIFO queue. Poll it with the current
+/// time ([`Ticket::poll`]) or block on a clock ([`Ticket::wait`]); dropping
+/// it leaves the queue (cancel-safe: it was charged nothing).
+///
+/// ```
+/// use tollgate::policy::{Engine, Outcome, Polled, Request};
+/// use tollgate::Nanos;
+/// let e = Engine::from_toml(r#"
+/// name = "q"
+/// [response]
+/// headers = "none"
+/// body = "slim-io"
+/// [plans.free]
+/// concurrency = 1
+/// queue = { depth = 5, max_wait_secs = 10 }
+/// "#, Nanos::ZERO).unwrap();
+/// let r = Request::new("GET", "/x").key("t").plan("free");
+/// let Outcome::Allowed(first) = e.check(&r, Nanos::ZERO).unwrap() else { panic!() };
+/// let Outcome::Queued(ticket) = e.check(&r, Nanos::ZERO).unwrap() else { panic!() };
+/// let Polled::Pending(ticket) = ticket.poll(Nanos::from_secs(1)) else { panic!() }; // still in use
+/// drop(first); // the first request ends
+/// let Polled::Ready(served) = ticket.poll(Nanos::from_secs(2)) else { panic!() };
+/// assert!(served.is_allowed());
+/// ```
+pub struct Ticket<'e> {
+    engine: &'e Engine,
+    id: u64,
+    /// Its queue.
+    queue: QueueKey,
+    queue_plan: QueuePlan,
+    org: Option<String>,
+    plan: usize,
+    endpoint: Option<usize>,
+    enqueued_at: Nanos,
+    deadline: Nanos,
+    retry_at: Option<Nanos>,
+    queued: bool,
+}
+
+impl fmt::Debug for Ticket<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ticket")
+            .field("id", &self.id)
+            .field("enqueued_at", &self.enqueued_at)
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'e> Ticket<'e> {
+    /// When the request joined the queue.
+    pub fn enqueued_at(&self) -> Nanos {
+        self.enqueued_at
+    }
+
+    /// When it gives up and is refused.
+    pub fn deadline(&self) -> Nanos {
+        self.deadline
+    }
+
+    /// The earliest time polling can help, when a rate limit (not a
+    /// concurrency slot) holds it; `None`: when a request ends.
+    pub fn retry_at(&self) -> Option<Nanos> {
+        self.retry_at
+    }
+
+    /// Tries to be served at `now`: [`Polled::Ready`] with `Allowed` (first
+    /// in line and admitted) or `Denied` (deadline passed, or it can no
+    /// longer pass); [`Polled::Pending`] gives the ticket back to poll again
+    /// later.
+    pub fn poll(mut self, now: Nanos) -> Polled<'e> {
+        let e = self.engine;
+        let head = {
+            let q = e.stores.queues.lock().unwrap_or_else(|p| p.into_inner());
+            q.get(&self.queue).and_then(|q| q.front()) == Some(&self.id)
+        };
+        if head {
+            let who = self.queue.0.as_who();
+            match e.decide(who, self.plan, self.endpoint, self.org.as_deref(), now) {
+                Ok(a) => {
+                    self.leave();
+                    return Polled::Ready(Outcome::Allowed(a));
+                }
+                Err(d) => {
+                    let wait = self.deadline.saturating_sub(now);
+                    if now >= self.deadline || !self.queue_plan.takes(&d, wait) {
+                        self.leave();
+                        return Polled::Ready(Outcome::Denied(d));
+                    }
+                    self.retry_at = d.retry_after.map(|r| now.saturating_add(r));
+                }
+            }
+        } else if now >= self.deadline {
+            self.leave();
+            let max_wait = self.deadline.saturating_sub(self.enqueued_at);
+            return Polled::Ready(Outcome::Denied(e.deny_queue_full(max_wait, now)));
+        }
+        Polled::Pending(self)
+    }
+
+    /// Blocks the thread until served or refused, polling at the hinted
+    /// times (and every millisecond while a concurrency slot is awaited).
+    pub fn wait(mut self, clock: &impl Clock) -> Outcome<'e> {
+        loop {
+            let now = clock.now();
+            match self.poll(now) {
+                Polled::Ready(o) => return o,
+                Polled::Pending(t) => self = t,
+            }
+            let until = self
+                .retry_at
+                .unwrap_or(now.saturating_add(Nanos::from_millis(1)))
+                .min(self.deadline);
+            std::thread::sleep(
+                until
+                    .saturating_sub(now)
+                    .as_duration()
+                    .max(std::time::Duration::from_micros(50)),
+            );
+        }
+    }
+
+    fn leave(&mut self) {
+        if !std::mem::take(&mut self.queued) {
+            return;
+        }
+        let s = &self.engine.stores;
+        let mut queues = s.queues.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(q) = queues.get_mut(&self.queue) {
+            if let Some(i) = q.iter().position(|&t| t == self.id) {
+                q.remove(i);
+                s.queued.fetch_sub(1, Ordering::Relaxed);
+            }
+            if q.is_empty() {
+                queues.remove(&self.queue);
+            }
+        }
+    }
+}
+
+/// What [`Ticket::poll`] found.
+#[derive(Debug)]
+#[must_use]
+pub enum Polled<'e> {
+    /// Served (`Allowed`) or refused (`Denied`).
+    Ready(Outcome<'e>),
+    /// Still waiting: the ticket, to poll again.
+    Pending(Ticket<'e>),
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        self.leave();
+    }
+}
+
+// ---- store operations -------------------------------------------------------
+
+/// `r` with its limit and burst multiplied by a boost `factor`.
+fn boosted(r: &Rule, factor: u32) -> Rule {
+    let mut r = r.clone();
+    if factor > 1 {
+        let f = NonZeroU32::new(factor).unwrap_or(NonZeroU32::MIN);
+        r.limit = r.limit.saturating_mul(f);
+        r.burst = r.burst.map(|b| b.saturating_mul(f));
+    }
+    r
+}
+
+/// A window store the policy needs was not created (cannot happen: the
+/// compile step creates every store its rules name); refuse rather than
+/// admit uncounted.
+fn missing_store() -> Decision {
+    Decision::Denied {
+        retry_after: Nanos::from_secs(1),
+        remaining: 0,
+        reset_after: Nanos::from_secs(1),
+    }
+}
+
+/// Runs `op` for `units` of `key` in one keyed store. A refund answers with
+/// the state after it.
+fn run<A: KeyedAlgorithm, S: BuildHasher>(
+    store: &KeyedLimiter<A, S>,
+    key: &(Who<'_>, u64),
     quota: &A::Quota,
     units: u32,
     now: Nanos,
@@ -1130,11 +1651,6 @@ enum Op {
     Refund,
 }
 
-/// `r`'s limit under a boost `factor`.
-fn boosted_limit(r: &Rule, factor: u32) -> u32 {
-    r.limit.get().saturating_mul(factor.max(1))
-}
-
 fn remaining(d: &Decision) -> u32 {
     match *d {
         Decision::Allowed { remaining, .. } | Decision::Denied { remaining, .. } => remaining,
@@ -1146,22 +1662,22 @@ fn wait(d: &Decision) -> Nanos {
     d.retry_after().unwrap_or(Nanos::MAX)
 }
 
-/// Forgets the borrow of a `Who` (the strings are re-bound from the
-/// admission's owned copies when refunding).
-fn erase(w: Who<'_>) -> Who<'static> {
-    match w {
-        Who::Key(_) => Who::Key(""),
-        Who::Org(_) => Who::Org(""),
-        Who::Ip(ip) => Who::Ip(ip),
-    }
-}
-
-impl OwnedWho {
-    fn rebind(&self, w: Who<'static>) -> Who<'_> {
-        match w {
-            Who::Key(_) => Who::Key(self.key.as_deref().unwrap_or("")),
-            Who::Org(_) => Who::Org(self.org.as_deref().unwrap_or("")),
-            Who::Ip(ip) => Who::Ip(self.ip.unwrap_or(ip)),
+/// Parses a policy file, mapping TOML errors to a [`PolicyError`].
+fn parse(src: &str) -> Result<PolicyFile, PolicyError> {
+    toml::from_str(src).map_err(|e| {
+        let (line, column) = e.span().map_or((0, 0), |s| line_col(src, s.start));
+        // The text the error points at, when it is a key or short value.
+        let field = e
+            .span()
+            .and_then(|s| src.get(s))
+            .filter(|t| t.len() <= 60 && !t.contains('\n'))
+            .unwrap_or("")
+            .to_owned();
+        PolicyError {
+            line,
+            column,
+            field,
+            message: e.message().trim().to_owned(),
         }
-    }
+    })
 }

@@ -140,6 +140,53 @@ pub struct PlanSpec {
     /// Requests in flight at once per identity, over all endpoints (Slim.io:
     /// "burst refers to the maximum number of concurrent requests").
     pub concurrency: Option<Spanned<u32>>,
+    /// Wait in line instead of being refused (Slim.io: past the concurrent
+    /// burst; CyberVault: the async queue depth).
+    pub queue: Option<Spanned<QueueSpec>>,
+}
+
+/// A bounded FIFO per identity and endpoint rule: a request refused by a
+/// rate limit it could pass within `max_wait_secs`, or by a concurrency
+/// limit (see `on`), waits its turn.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSpec {
+    /// Which refusals wait: `"concurrency"`, `"rate"` or `"any"` (default).
+    #[serde(default)]
+    pub on: QueueOn,
+    /// Which requests may wait: `"all"` (default) or `"marked"` (only those
+    /// of endpoint rules with `queued = true`, e.g. async endpoints).
+    #[serde(default)]
+    pub routes: QueueRoutes,
+    /// Requests waiting at once per identity (at least 1).
+    pub depth: u32,
+    /// The longest a request waits before it is refused after all (seconds,
+    /// at least 1).
+    pub max_wait_secs: u64,
+}
+
+/// See [`QueueSpec::routes`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum QueueRoutes {
+    /// Every request of the plan.
+    #[default]
+    All,
+    /// Only requests of endpoint rules marked `queued = true`.
+    Marked,
+}
+
+/// See [`QueueSpec::on`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum QueueOn {
+    /// Only concurrency refusals (Slim.io: past the concurrent burst).
+    Concurrency,
+    /// Only rate refusals that clear within the wait (CyberVault).
+    Rate,
+    /// Both.
+    #[default]
+    Any,
 }
 
 /// One limit: `limit` per `per`, counted with `algorithm`.
@@ -275,6 +322,10 @@ pub struct EndpointSpec {
     pub limits: Vec<LimitSpec>,
     /// Requests in flight at once per key: a number, or a table per plan.
     pub concurrency: Option<Spanned<ConcurrencySpec>>,
+    /// May wait in the plan's queue when it only takes marked routes
+    /// (`queue = { routes = "marked", .. }`).
+    #[serde(default)]
+    pub queued: bool,
 }
 
 /// See [`EndpointSpec::concurrency`].

@@ -1,0 +1,421 @@
+//! Malformed policies are refused with an error that points at the line of
+//! the offending value, names the field, and says what is allowed.
+
+use tollgate::Nanos;
+use tollgate::policy::{Engine, PolicyError};
+
+/// Lines 1–4 of every policy below; the case's own lines start at line 5.
+const HEAD: &str = r#"name = "x"
+[response]
+headers = "x-ratelimit"
+body = "s4e"
+"#;
+
+#[track_caller]
+fn err(rest: &str) -> PolicyError {
+    let src = format!("{HEAD}{rest}");
+    match Engine::from_toml(&src, Nanos::ZERO) {
+        Ok(_) => panic!("policy loaded, expected an error:\n{src}"),
+        Err(e) => e,
+    }
+}
+
+/// The error is on `line`, and its message contains every one of `says`.
+#[track_caller]
+fn check(e: &PolicyError, line: usize, says: &[&str]) {
+    assert_eq!(e.line, line, "{e}");
+    assert!(e.column >= 1, "{e}");
+    for s in says {
+        assert!(e.message.contains(s), "message lacks {s:?}: {e}");
+    }
+    // Display carries the same facts.
+    let shown = e.to_string();
+    assert!(shown.starts_with(&format!("line {line}, column {}", e.column)));
+}
+
+#[test]
+fn a_valid_policy_loads() {
+    let src = format!("{HEAD}[plans.free]\nlimits = [{{ per = \"minute\", limit = 10 }}]\n");
+    Engine::from_toml(&src, Nanos::ZERO).unwrap();
+}
+
+// ---- wrong types -----------------------------------------------------------
+
+#[test]
+fn limit_as_a_word_is_refused() {
+    let e = err("[plans.free]\nlimits = [{ per = \"minute\", limit = \"ten\" }]\n");
+    check(&e, 6, &["\"ten\"", "positive integer", "\"unlimited\""]);
+}
+
+#[test]
+fn limit_as_a_float_is_refused() {
+    let e = err("[plans.free]\nlimits = [{ per = \"minute\", limit = 1.5 }]\n");
+    check(&e, 6, &["positive integer", "\"unlimited\""]);
+}
+
+#[test]
+fn name_as_a_number_is_refused() {
+    let src = "name = 5\n[response]\nheaders = \"none\"\nbody = \"s4e\"\n[plans.free]\n";
+    let e = Engine::from_toml(src, Nanos::ZERO).unwrap_err();
+    check(&e, 1, &["string"]);
+}
+
+#[test]
+fn plan_concurrency_as_a_string_is_refused() {
+    let e = err("[plans.free]\nconcurrency = \"ten\"\n");
+    check(&e, 6, &["u32"]);
+}
+
+#[test]
+fn unknown_window_is_refused_with_the_allowed_ones() {
+    let e = err("[plans.free]\nlimits = [{ per = \"week\", limit = 10 }]\n");
+    check(&e, 6, &["week", "second", "minute", "hour", "day"]);
+}
+
+#[test]
+fn unknown_algorithm_is_refused_with_the_allowed_ones() {
+    let e =
+        err("[plans.free]\nlimits = [{ per = \"minute\", limit = 10, algorithm = \"leaky\" }]\n");
+    check(&e, 6, &["leaky", "fixed", "sliding", "gcra"]);
+}
+
+#[test]
+fn unknown_body_style_is_refused_with_the_allowed_ones() {
+    let src = "name = \"x\"\n[response]\nheaders = \"x-ratelimit\"\nbody = \"acme\"\n";
+    let e = Engine::from_toml(src, Nanos::ZERO).unwrap_err();
+    check(
+        &e,
+        4,
+        &[
+            "acme",
+            "s4e",
+            "cybervault",
+            "scanner-api",
+            "blocksecops",
+            "slim-io",
+        ],
+    );
+}
+
+#[test]
+fn unknown_header_style_is_refused_with_the_allowed_ones() {
+    let src = "name = \"x\"\n[response]\nheaders = \"ietf\"\nbody = \"s4e\"\n";
+    let e = Engine::from_toml(src, Nanos::ZERO).unwrap_err();
+    check(&e, 3, &["ietf", "x-ratelimit", "none"]);
+}
+
+#[test]
+fn unknown_scope_is_refused_with_the_allowed_ones() {
+    let e = err("scope = \"tenant\"\n[plans.free]\n");
+    // `scope` is a top-level key: it must come before the tables.
+    let src = "name = \"x\"\nscope = \"tenant\"\n[response]\nheaders = \"none\"\nbody = \"s4e\"\n";
+    let e2 = Engine::from_toml(src, Nanos::ZERO).unwrap_err();
+    check(&e2, 2, &["tenant", "key", "org"]);
+    // Under [response] it is an unknown field of the response.
+    check(&e, 5, &["scope"]);
+}
+
+// ---- unknown fields --------------------------------------------------------
+
+#[test]
+fn unknown_field_in_a_limit_is_refused() {
+    let e = err("[plans.free]\nlimits = [{ per = \"minute\", limit = 10, bursts = 5 }]\n");
+    check(&e, 6, &["bursts", "burst"]);
+}
+
+#[test]
+fn unknown_field_in_a_plan_is_refused() {
+    let e = err("[plans.free]\nlimitz = [{ per = \"minute\", limit = 10 }]\n");
+    check(&e, 6, &["limitz", "limits", "concurrency"]);
+}
+
+#[test]
+fn unknown_top_level_field_is_refused() {
+    let src = "name = \"x\"\nrefund = [304]\n[response]\nheaders = \"none\"\nbody = \"s4e\"\n";
+    let e = Engine::from_toml(src, Nanos::ZERO).unwrap_err();
+    check(&e, 2, &["refund", "refund_status"]);
+}
+
+#[test]
+fn unknown_field_in_an_endpoint_is_refused() {
+    let e = err(
+        "[plans.free]\nlimits = [{ per = \"minute\", limit = 10 }]\n\
+         [[endpoints]]\nmethod = \"POST\"\npath = \"/scans\"\nweight = 5\n",
+    );
+    check(&e, 10, &["weight", "cost"]);
+}
+
+// ---- zero and negative values -------------------------------------------------
+
+#[test]
+fn zero_limit_is_refused() {
+    let e = err("[plans.free]\nlimits = [{ per = \"minute\", limit = 0 }]\n");
+    check(&e, 6, &["at least 1", "\"unlimited\""]);
+    assert_eq!(e.field, "plans.free.limits[0].limit");
+    assert_eq!(e.column, 37);
+}
+
+#[test]
+fn zero_limit_in_a_multiline_array_points_at_its_line() {
+    let e = err(
+        "[plans.free]\nlimits = [\n    { per = \"minute\", limit = 10 },\n    { per = \"hour\", limit = 0 },\n]\n",
+    );
+    check(&e, 8, &["at least 1"]);
+    assert_eq!(e.field, "plans.free.limits[1].limit");
+}
+
+#[test]
+fn negative_limit_is_refused() {
+    let e = err("[plans.free]\nlimits = [{ per = \"minute\", limit = -5 }]\n");
+    check(&e, 6, &["-5", "\"unlimited\""]);
+}
+
+#[test]
+fn zero_burst_is_refused() {
+    let e = err("[plans.free]\nlimits = [{ per = \"minute\", limit = 10, burst = 0 }]\n");
+    check(&e, 6, &["at least 1"]);
+    assert_eq!(e.field, "plans.free.limits[0].burst");
+}
+
+#[test]
+fn negative_burst_is_refused() {
+    let e = err("[plans.free]\nlimits = [{ per = \"minute\", limit = 10, burst = -1 }]\n");
+    // Refused by the type (u32), not with the "at least 1" wording.
+    check(&e, 6, &["-1", "u32"]);
+    assert_eq!(e.column, 49);
+}
+
+#[test]
+fn zero_plan_concurrency_is_refused() {
+    let e = err("[plans.free]\nconcurrency = 0\n");
+    check(&e, 6, &["at least 1"]);
+    assert_eq!(e.field, "plans.free.concurrency");
+}
+
+#[test]
+fn zero_endpoint_concurrency_is_refused() {
+    let e =
+        err("[plans.free]\n[[endpoints]]\nmethod = \"GET\"\npath = \"/stream\"\nconcurrency = 0\n");
+    check(&e, 9, &["at least 1"]);
+    assert_eq!(e.field, "endpoints[0].concurrency");
+}
+
+#[test]
+fn zero_per_plan_concurrency_is_refused() {
+    let e = err(
+        "[plans.free]\n[[endpoints]]\nmethod = \"POST\"\npath = \"/scans\"\nconcurrency = { free = 0 }\n",
+    );
+    check(&e, 9, &["free", "at least 1"]);
+}
+
+#[test]
+fn zero_cost_is_refused_and_points_to_exempt() {
+    let e = err(
+        "[plans.free]\nlimits = [{ per = \"minute\", limit = 10 }]\n\
+         [[endpoints]]\nmethod = \"GET\"\npath = \"/cheap\"\ncost = 0\n",
+    );
+    check(&e, 10, &["at least 1", "exempt"]);
+    assert_eq!(e.field, "endpoints[0].cost");
+}
+
+#[test]
+fn negative_cost_is_refused() {
+    let e = err(
+        "[plans.free]\nlimits = [{ per = \"minute\", limit = 10 }]\n\
+         [[endpoints]]\nmethod = \"GET\"\npath = \"/cheap\"\ncost = -2\n",
+    );
+    check(&e, 10, &["-2", "u32"]);
+}
+
+#[test]
+fn warning_at_out_of_range_is_refused() {
+    for (value, says) in [("0", "1 to 100"), ("101", "1 to 100")] {
+        let src = format!(
+            "name = \"x\"\n[response]\nheaders = \"x-ratelimit\"\nwarning_at = {value}\nbody = \"s4e\"\n[plans.free]\n"
+        );
+        let e = Engine::from_toml(&src, Nanos::ZERO).unwrap_err();
+        check(&e, 4, &[says]);
+    }
+}
+
+// ---- costs no limit could admit ---------------------------------------------
+
+#[test]
+fn cost_over_burst_is_refused() {
+    let e = err(
+        "[plans.developer]\nlimits = [{ per = \"minute\", limit = 60, burst = 10 }]\n\
+         [[endpoints]]\nmethod = \"POST\"\npath = \"/reports\"\ncost = 11\n",
+    );
+    check(
+        &e,
+        10,
+        &[
+            "cost 11",
+            "\"developer\"",
+            "burst of 10 per minute",
+            "never pass",
+        ],
+    );
+    assert_eq!(e.field, "endpoints[0].cost");
+}
+
+#[test]
+fn cost_over_limit_is_refused() {
+    let e = err("[plans.free]\nlimits = [{ per = \"hour\", limit = 5 }]\n\
+         [plans.pro]\nlimits = [{ per = \"hour\", limit = 500 }]\n\
+         [[endpoints]]\nmethod = \"POST\"\npath = \"/reports\"\ncost = 8\n");
+    check(&e, 12, &["cost 8", "\"free\"", "limit of 5 per hour"]);
+}
+
+#[test]
+fn cost_equal_to_burst_is_allowed() {
+    let src = format!(
+        "{HEAD}[plans.developer]\nlimits = [{{ per = \"minute\", limit = 60, burst = 10 }}]\n\
+         [[endpoints]]\nmethod = \"POST\"\npath = \"/reports\"\ncost = 10\n"
+    );
+    Engine::from_toml(&src, Nanos::ZERO).unwrap();
+}
+
+// ---- unlimited, sliding -------------------------------------------------------
+
+#[test]
+fn unlimited_with_a_burst_is_refused() {
+    let e = err("[plans.free]\nlimits = [{ per = \"day\", limit = \"unlimited\", burst = 5 }]\n");
+    check(&e, 6, &["unlimited", "remove `burst`"]);
+}
+
+#[test]
+fn sliding_limit_too_large_is_refused() {
+    let e = err(
+        "[plans.free]\nlimits = [{ per = \"day\", limit = 4000000000, algorithm = \"sliding\" }]\n",
+    );
+    check(&e, 6, &["sliding", "\"fixed\"", "\"gcra\""]);
+}
+
+// ---- endpoint rules ------------------------------------------------------------
+
+#[test]
+fn overlapping_endpoint_rules_are_refused() {
+    let e = err(
+        "[plans.free]\nlimits = [{ per = \"minute\", limit = 10 }]\n\
+         [[endpoints]]\nmethod = \"GET\"\npath = \"/scans/{id}\"\n\
+         [[endpoints]]\nmethod = \"*\"\npath = \"/scans/7\"\n",
+    );
+    check(&e, 12, &["overlaps", "disjoint"]);
+    assert_eq!(e.field, "endpoints[1].path");
+}
+
+#[test]
+fn overlapping_wildcard_endpoint_rules_are_refused() {
+    let e = err(
+        "[plans.free]\nlimits = [{ per = \"minute\", limit = 10 }]\n\
+         [[endpoints]]\nmethod = \"GET\"\npath = \"/workers/*\"\n\
+         [[endpoints]]\nmethod = \"GET\"\npath = \"/workers/w1/status\"\n",
+    );
+    check(&e, 12, &["overlaps", "disjoint"]);
+}
+
+#[test]
+fn same_path_different_methods_do_not_overlap() {
+    let src = format!(
+        "{HEAD}[plans.free]\nlimits = [{{ per = \"minute\", limit = 10 }}]\n\
+         [[endpoints]]\nmethod = \"GET\"\npath = \"/scans\"\n\
+         [[endpoints]]\nmethod = \"POST\"\npath = \"/scans\"\n"
+    );
+    Engine::from_toml(&src, Nanos::ZERO).unwrap();
+}
+
+#[test]
+fn unknown_plan_in_concurrency_is_refused() {
+    let e = err(
+        "[plans.free]\n[[endpoints]]\nmethod = \"POST\"\npath = \"/scans\"\nconcurrency = { free = 1, gold = 3 }\n",
+    );
+    check(&e, 9, &["\"gold\"", "not defined"]);
+    assert_eq!(e.field, "endpoints[0].concurrency");
+}
+
+#[test]
+fn unknown_quota_class_is_refused() {
+    let e = err(
+        "[plans.free]\nlimits = [{ per = \"minute\", limit = 10 }]\n\
+         [[endpoints]]\nmethod = \"POST\"\npath = \"/scans\"\nclass = \"scan\"\n",
+    );
+    check(&e, 9, &["\"scan\"", "no limit in any plan"]);
+}
+
+#[test]
+fn unknown_anonymous_plan_is_refused() {
+    let src = "name = \"x\"\n[anonymous]\nplan = \"guest\"\n[response]\nheaders = \"none\"\nbody = \"s4e\"\n[plans.free]\n";
+    let e = Engine::from_toml(src, Nanos::ZERO).unwrap_err();
+    check(&e, 3, &["\"guest\"", "not defined"]);
+    assert_eq!(e.field, "anonymous.plan");
+}
+
+// ---- path patterns ----------------------------------------------------------------
+
+#[test]
+fn path_without_leading_slash_is_refused() {
+    let e = err("[plans.free]\n[[endpoints]]\nmethod = \"GET\"\npath = \"scans\"\n");
+    check(&e, 8, &["must start with '/'"]);
+    assert_eq!(e.field, "endpoints[0].path");
+}
+
+#[test]
+fn star_not_last_is_refused() {
+    let e = err("[plans.free]\n[[endpoints]]\nmethod = \"GET\"\npath = \"/a/*/b\"\n");
+    check(&e, 8, &["'*' may only be the last segment"]);
+}
+
+#[test]
+fn unclosed_parameter_is_refused() {
+    let e = err("[plans.free]\n[[endpoints]]\nmethod = \"GET\"\npath = \"/scans/{id\"\n");
+    check(&e, 8, &["{id", "literal", "{name}", "final `*`"]);
+}
+
+#[test]
+fn bad_exempt_path_is_refused() {
+    let e = err("[plans.free]\n[[exempt]]\nmethod = \"GET\"\npath = \"/health*\"\n");
+    check(&e, 8, &["health*", "literal"]);
+    assert_eq!(e.field, "exempt[0].path");
+}
+
+// ---- syntax -------------------------------------------------------------------------
+
+#[test]
+fn toml_syntax_error_points_at_its_line() {
+    let e = err("[plans.free]\nlimits = [{ per = \"minute\", limit = 10 }\n");
+    check(&e, 6, &["expected `]`"]);
+}
+
+// ---- missing fields -------------------------------------------------------------
+
+#[test]
+fn missing_window_points_at_its_limit() {
+    let e = err("[plans.free]\nlimits = [{ limit = 10 }]\n");
+    check(&e, 6, &["missing field `per`"]);
+    let e = err(
+        "[plans.free]\nlimits = [\n  { per = \"minute\", limit = 10 },\n  { limit = 10 },\n]\n",
+    );
+    check(&e, 8, &["missing field `per`"]);
+}
+
+#[test]
+fn missing_endpoint_path_points_at_its_table() {
+    let e = err("[plans.free]\n[[endpoints]]\nmethod = \"GET\"\n");
+    check(&e, 6, &["missing field `path`"]);
+}
+
+#[test]
+fn missing_response_section_is_refused() {
+    let e = Engine::from_toml("name = \"x\"\n[plans.free]\n", Nanos::ZERO).unwrap_err();
+    check(&e, 1, &["missing field `response`"]);
+}
+
+#[test]
+fn warning_at_past_a_byte_is_refused() {
+    let src =
+        "name = \"x\"\n[response]\nheaders = \"x-ratelimit\"\nwarning_at = 300\nbody = \"s4e\"\n";
+    let e = Engine::from_toml(src, Nanos::ZERO).unwrap_err();
+    // The range named is the type's (0 to 255), not "1 to 100".
+    check(&e, 4, &["300", "u8"]);
+}
