@@ -78,8 +78,9 @@ pub fn body(style: BodyStyle, refusal: &Refusal, now_unix: Nanos) -> Value {
                 });
             }
             // The other pages define no concurrency body: their rate-limit
-            // body, with no wait announced.
-            (0, Nanos::ZERO)
+            // body. No wait can be promised (a slot frees when a request
+            // ends); announce the shortest sensible one, never 0.
+            (1, Nanos::ZERO)
         }
     };
     match style {

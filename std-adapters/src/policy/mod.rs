@@ -1328,16 +1328,42 @@ impl Engine {
     }
 
     fn deny_concurrency(&self, current: u32, max: u32, now: Nanos) -> Denial {
+        let now_unix = self.now_unix(now);
+        // BlockSecOps' CONCURRENT_LIMIT answer carries no wait ("wait for a
+        // scan to complete"); the other styles announce the shortest one.
+        let headers = if self.body_style == BodyStyle::Blocksecops {
+            Vec::new()
+        } else {
+            self.retry_after_only(Nanos::from_secs(1), now_unix)
+        };
         Denial {
             status: 429,
-            headers: Vec::new(),
+            headers,
             body: body(
                 self.body_style,
                 &Refusal::Concurrency { current, max },
-                self.now_unix(now),
+                now_unix,
             ),
             retry_after: None,
         }
+    }
+
+    /// Just the style's `Retry-After` for a wait of `wait` (refusals that
+    /// bind no window: concurrency, a full queue).
+    fn retry_after_only(&self, wait: Nanos, now_unix: Nanos) -> Vec<(&'static str, String)> {
+        let info = RateLimitInfo {
+            limit: 0,
+            remaining: 0,
+            reset_after: wait,
+            retry_after: Some(wait),
+            refused: true,
+            window: wait,
+        };
+        self.header_style
+            .render(&info, now_unix)
+            .into_iter()
+            .filter(|(k, _)| *k == "Retry-After")
+            .collect()
     }
 }
 
@@ -1420,12 +1446,7 @@ impl Engine {
         let now_unix = self.now_unix(now);
         Denial {
             status: 429,
-            headers: self
-                .header_style
-                .render(&info, now_unix)
-                .into_iter()
-                .filter(|(k, _)| *k == "Retry-After")
-                .collect(),
+            headers: self.retry_after_only(max_wait, now_unix),
             body: body(self.body_style, &Refusal::Rate(info), now_unix),
             retry_after: Some(max_wait),
         }
