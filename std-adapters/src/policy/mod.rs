@@ -216,9 +216,25 @@ fn per_index(per: Per) -> usize {
     }
 }
 
+/// The GCRA quota of `limit` per `per` with `burst`.
+fn quota_of(per: Per, limit: NonZeroU32, burst: Option<NonZeroU32>) -> Quota {
+    let q = match per {
+        Per::Second => Quota::per_second(limit),
+        Per::Minute => Quota::per_minute(limit),
+        Per::Hour => Quota::per_hour(limit),
+        Per::Day => Quota::per_day(limit),
+    };
+    match burst {
+        Some(b) => q.with_burst(b),
+        None => q,
+    }
+}
+
 /// A compiled limit.
 #[derive(Clone, Debug)]
 struct Rule {
+    /// The GCRA quota (computed once; used by GCRA rules).
+    quota: Quota,
     /// Derived from where the limit is written and what it says, so a
     /// reloaded policy finds the state of every limit it did not change.
     id: u64,
@@ -230,6 +246,14 @@ struct Rule {
     /// Reported in headers (bursts and the org pool are not).
     visible: bool,
     class: String,
+}
+
+/// What one (plan, endpoint rule) checks: its members and concurrency
+/// limits `(stable id, max)` (the plan's, then the endpoint's).
+#[derive(Debug)]
+struct Combo {
+    members: Vec<Member>,
+    concurrency: [Option<(u64, u32)>; 2],
 }
 
 /// One member of a request's check: a rule, whose budget (the subject's or
@@ -397,7 +421,12 @@ pub struct Engine {
     rules: Vec<Rule>,
     /// Members per (plan, endpoint): index `plan × (endpoints + 1) + e`,
     /// `e = 0` for no endpoint rule, else endpoint index + 1.
-    combos: Vec<Vec<Member>>,
+    combos: Vec<Combo>,
+    /// Endpoint rules without parameters by exact path, for a lookup
+    /// without pattern matching: path → (method, endpoint index).
+    exact: HashMap<String, Vec<(String, usize)>, ahash::RandomState>,
+    /// Endpoint rules with parameters or `*`, tried in order.
+    patterned: Vec<usize>,
     refund_status: Vec<u16>,
     header_style: HeaderStyle,
     body_style: BodyStyle,
@@ -511,6 +540,7 @@ impl Compiler<'_> {
                 id = stable_id(&(id, "again"));
             }
             c.rules.push(Rule {
+                quota: quota_of(spec.per, limit, burst),
                 id,
                 store,
                 per: spec.per,
@@ -866,7 +896,18 @@ impl Engine {
                         ),
                     ));
                 }
-                combos.push(m);
+                let concurrency = [
+                    p.concurrency.map(|m| (0u64, m)),
+                    e.checked_sub(1).and_then(|e| {
+                        let e = &endpoints[e];
+                        let max = e.concurrency.get(&p.name).copied().or(e.concurrency_all);
+                        max.map(|m| (e.concurrency_id, m))
+                    }),
+                ];
+                combos.push(Combo {
+                    members: m,
+                    concurrency,
+                });
             }
         }
 
@@ -921,6 +962,19 @@ impl Engine {
                 _ => {}
             }
         }
+        let (mut exact, mut patterned) =
+            (HashMap::with_hasher(ahash::RandomState::new()), Vec::new());
+        for (i, e) in endpoints.iter().enumerate() {
+            if e.path.iter().all(|s| matches!(s, Seg::Lit(_))) {
+                let path = file.endpoints[i].path.get_ref().clone();
+                exact
+                    .entry(path)
+                    .or_insert_with(Vec::new)
+                    .push((e.method.clone(), i));
+            } else {
+                patterned.push(i);
+            }
+        }
         let plan_index = plans
             .iter()
             .enumerate()
@@ -936,6 +990,8 @@ impl Engine {
             exempt,
             rules: c.rules,
             combos,
+            exact,
+            patterned,
             refund_status: file.refund_status.clone(),
             header_style,
             body_style: file.response.body,
@@ -981,10 +1037,20 @@ impl Engine {
         b.get(id).filter(|b| now < b.until).map_or(1, |b| b.factor)
     }
 
+    /// The endpoint rule `req` matches (rules never overlap, so at most one).
     fn endpoint(&self, req: &Request<'_>) -> Option<usize> {
-        self.endpoints
-            .iter()
-            .position(|e| methods_overlap(&e.method, req.method) && matches(&e.path, req.path))
+        let path = req.path.split_once('?').map_or(req.path, |(p, _)| p);
+        let exact = self.exact.get(path).and_then(|v| {
+            v.iter()
+                .find(|(m, _)| methods_overlap(m, req.method))
+                .map(|&(_, i)| i)
+        });
+        exact.or_else(|| {
+            self.patterned.iter().copied().find(|&i| {
+                let e = &self.endpoints[i];
+                methods_overlap(&e.method, req.method) && matches(&e.path, path)
+            })
+        })
     }
 
     fn resolve<'r>(
@@ -1049,8 +1115,8 @@ impl Engine {
         org: Option<&str>,
         now: Nanos,
     ) -> Result<Admission<'e>, Denial> {
-        let members =
-            &self.combos[plan * (self.endpoints.len() + 1) + endpoint.map_or(0, |e| e + 1)];
+        let combo = &self.combos[plan * (self.endpoints.len() + 1) + endpoint.map_or(0, |e| e + 1)];
+        let members = &combo.members[..];
         let factor = self.boost_of(who, now);
         // Whose budget each member spends; `None`: the org pool of a request
         // without an organisation (skipped).
@@ -1088,17 +1154,8 @@ impl Engine {
             decisions[i] = d;
         }
         // Concurrency: the plan's (all requests), then the endpoint's.
-        let p = &self.plans[plan];
-        let limits = [
-            p.concurrency.map(|m| (0u64, m)),
-            endpoint.and_then(|e| {
-                let e = &self.endpoints[e];
-                let max = e.concurrency.get(&p.name).copied().or(e.concurrency_all);
-                max.map(|m| (e.concurrency_id, m))
-            }),
-        ];
         let mut permits = [None, None];
-        for (slot, limit) in limits.into_iter().enumerate() {
+        for (slot, limit) in combo.concurrency.into_iter().enumerate() {
             let Some((id, max)) = limit else { continue };
             match self.stores.sem.try_acquire(&(who, id), max, 1) {
                 Ok(permit) => permits[slot] = Some(permit),
@@ -1196,19 +1253,6 @@ impl Engine {
             .collect())
     }
 
-    fn quota(r: &Rule) -> Quota {
-        let q = match r.per {
-            Per::Second => Quota::per_second(r.limit),
-            Per::Minute => Quota::per_minute(r.limit),
-            Per::Hour => Quota::per_hour(r.limit),
-            Per::Day => Quota::per_day(r.limit),
-        };
-        match r.burst {
-            Some(b) => q.with_burst(b),
-            None => q,
-        }
-    }
-
     fn apply(
         &self,
         r: &Rule,
@@ -1228,7 +1272,7 @@ impl Engine {
         let key = (who, r.id);
         let s = &self.stores;
         match r.store {
-            Store::Gcra => run(&s.gcra, &key, &Self::quota(r), units, now, op),
+            Store::Gcra => run(&s.gcra, &key, &r.quota, units, now, op),
             Store::Fixed(i) => match s.fixed[i].get() {
                 Some(store) => run(store, &key, &r.limit, units, now, op),
                 None => missing_store(),
@@ -1244,7 +1288,7 @@ impl Engine {
         let key = (who, r.id);
         let s = &self.stores;
         match r.store {
-            Store::Gcra => s.gcra.peek(&key, &Self::quota(r), now).remaining,
+            Store::Gcra => s.gcra.peek(&key, &r.quota, now).remaining,
             Store::Fixed(i) => s.fixed[i]
                 .get()
                 .map_or(0, |st| st.peek(&key, &r.limit, now).remaining),
@@ -1618,6 +1662,7 @@ fn boosted(r: &Rule, factor: u32) -> Rule {
         let f = NonZeroU32::new(factor).unwrap_or(NonZeroU32::MIN);
         r.limit = r.limit.saturating_mul(f);
         r.burst = r.burst.map(|b| b.saturating_mul(f));
+        r.quota = quota_of(r.per, r.limit, r.burst);
     }
     r
 }
