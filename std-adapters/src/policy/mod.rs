@@ -1446,14 +1446,10 @@ impl Engine {
         let q = queues.entry(key.clone()).or_default();
         if q.len() >= queue.depth as usize {
             drop(queues);
-            // Full: refused, with the refusal that sent it here (or a fresh
-            // one when it queued behind others).
-            let d = refusal.unwrap_or_else(|| match self.decide(who, plan, endpoint, org, now) {
-                Err(d) => d,
-                // Passing now would overtake the queue: refuse with the
-                // longest a queued request may wait.
-                Ok(_admitted_then_dropped) => self.deny_queue_full(max_wait, now),
-            });
+            // Full: refused, with the refusal that sent it here, or (when it
+            // only lined up behind others) a refusal for the longest wait.
+            // Nothing is charged either way.
+            let d = refusal.unwrap_or_else(|| self.deny_queue_full(max_wait, now));
             return Outcome::Denied(d);
         }
         // Relaxed: ticket ids only need to be unique.
