@@ -336,6 +336,50 @@ fn keyed(cfg: &mut Cfg) {
     }
 }
 
+/// What the keyed store's slot width costs on this machine: a load and a
+/// compare-and-swap of one random slot in a table of the 1M-key store's
+/// size (23 MB), slots visited in a fixed random order as in
+/// `keyed_check_1m_keys_random`; 16-byte slots (tollgate's `(fingerprint,
+/// state)` word, `lock cmpxchg16b`) next to 8-byte ones (`lock cmpxchg`).
+fn slot_width(cfg: &mut Cfg) {
+    use portable_atomic::AtomicU128;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    const BYTES: usize = 23_036_000;
+    let t16: Vec<AtomicU128> = (0..BYTES / 16).map(|_| AtomicU128::new(0)).collect();
+    let t8: Vec<AtomicU64> = (0..BYTES / 8).map(|_| AtomicU64::new(0)).collect();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let idx: Vec<usize> = (0..1_000_000)
+        .map(|_| rng.random_range(0..BYTES / 16))
+        .collect();
+    let (mut i, mut j) = (0usize, 0usize);
+    let (a, b) = side_by_side(
+        cfg.reps,
+        cfg.iters / 2,
+        || {
+            i = if i + 1 == idx.len() { 0 } else { i + 1 };
+            let s = &t16[idx[i]];
+            let v = s.load(Ordering::Acquire);
+            u64::from(
+                s.compare_exchange(v, v + 1, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok(),
+            )
+        },
+        || {
+            j = if j + 1 == idx.len() { 0 } else { j + 1 };
+            let s = &t8[idx[j] * 2];
+            let v = s.load(Ordering::Acquire);
+            u64::from(
+                s.compare_exchange(v, v + 1, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok(),
+            )
+        },
+    );
+    cfg.emit(Line::new("machine_random_slot_cas_23mb").pair(a, b).str(
+        "peer",
+        "8-byte slots (tollgate column: 16-byte slots as in the keyed store); not governor",
+    ));
+}
+
 /// A full S4E policy check (key's minute window + burst, the endpoint's
 /// concurrency permit taken and released) through the policy engine, next to
 /// the nearest governor equivalent: two keyed checks (key, then key +
@@ -511,6 +555,7 @@ fn main() {
     }
     if run("keyed") {
         keyed(&mut cfg);
+        slot_width(&mut cfg);
     }
     if run("policy") {
         policy(&mut cfg);
