@@ -3,7 +3,7 @@
 
 use core::fmt;
 
-use crate::slots::Slots;
+use crate::slots::{RELEASED, Slots};
 use crate::time::Nanos;
 
 /// A concurrency limit of `N` leases, each held until it is dropped or until
@@ -44,13 +44,16 @@ use crate::time::Nanos;
 ///
 /// // A holder that never releases: its slot comes back at the deadline.
 /// let crashed = scans.try_acquire_until(now, now + timeout).unwrap();
+/// // It took the slot `a` gave back, whose deadline was the same: a slot's
+/// // deadlines only increase, so this one is 1 ns later than asked.
+/// assert_eq!(crashed.deadline(), now + timeout + Nanos::new(1));
 /// crashed.forget();
 /// assert_eq!(scans.in_use(now), 2);
-/// assert_eq!(scans.in_use(now + timeout), 0); // both leases expired
+/// assert_eq!(scans.in_use(now + timeout + Nanos::new(1)), 0); // both expired
 /// ```
 #[derive(Debug)]
 pub struct LeaseSemaphore<const N: usize> {
-    slots: Slots<N>,
+    slots: Slots<N, true>,
 }
 
 /// Why a lease could not be taken or renewed.
@@ -121,8 +124,11 @@ impl<const N: usize> LeaseSemaphore<N> {
         if deadline <= now {
             return Err(LeaseError::DeadlineNotAfterNow);
         }
-        match self.slots.take_one(now, deadline) {
-            Some(idx) => Ok(Lease {
+        match self.slots.take_one(now, clamp(deadline)) {
+            // The deadline stored may be later than asked for, when the slot
+            // was given back by a lease with a later one (the clock stepped
+            // back): a slot's deadlines only increase (see `Slots`).
+            Some((idx, deadline)) => Ok(Lease {
                 slots: &self.slots,
                 idx,
                 deadline,
@@ -155,6 +161,17 @@ impl<const N: usize> LeaseSemaphore<N> {
     }
 }
 
+/// Deadlines at or past 2^63 ns (292 years) mean "for ever" (`u64::MAX`):
+/// the top bit marks released slots.
+#[inline]
+fn clamp(deadline: u64) -> u64 {
+    if deadline >= RELEASED {
+        u64::MAX
+    } else {
+        deadline
+    }
+}
+
 impl<const N: usize> Default for LeaseSemaphore<N> {
     fn default() -> Self {
         Self::new()
@@ -166,7 +183,7 @@ impl<const N: usize> Default for LeaseSemaphore<N> {
 #[derive(Debug)]
 #[must_use = "dropping a lease releases it at once"]
 pub struct Lease<'a, const N: usize> {
-    slots: &'a Slots<N>,
+    slots: &'a Slots<N, true>,
     idx: usize,
     deadline: u64,
 }
@@ -177,7 +194,9 @@ impl<const N: usize> Lease<'_, N> {
         Nanos::new(self.deadline)
     }
 
-    /// Moves the deadline (a heartbeat from a long scan). Fails with
+    /// Moves the deadline later (a heartbeat from a long scan; a deadline
+    /// before the current one keeps the current one — drop the lease to end
+    /// it early). Fails with
     /// [`LeaseError::Lost`] if the lease expired and another holder took the
     /// slot, and with [`LeaseError::DeadlineNotAfterNow`] for a deadline not
     /// after `now`.
@@ -195,6 +214,9 @@ impl<const N: usize> Lease<'_, N> {
         if deadline <= now.as_u64() {
             return Err(LeaseError::DeadlineNotAfterNow);
         }
+        // Never earlier than the current deadline: a slot's deadlines only
+        // increase, so no stale holder can ever match this one.
+        let deadline = clamp(deadline.max(self.deadline));
         if self.slots.replace(self.idx, self.deadline, deadline) {
             self.deadline = deadline;
             Ok(())
@@ -220,6 +242,46 @@ impl<const N: usize> Drop for Lease<'_, N> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `semaphore` fuzz target: an expired lease whose slot was
+    /// re-taken, given back, and taken again after the clock stepped back
+    /// with the *same* deadline freed the new holder's slot on drop.
+    #[test]
+    fn stale_lease_cannot_free_a_slot_retaken_with_its_deadline() {
+        let sem = LeaseSemaphore::<4>::new();
+        let t = Nanos::new;
+        let a = sem.try_acquire_until(t(100), t(110)).unwrap();
+        let others: [_; 3] =
+            core::array::from_fn(|_| sem.try_acquire_until(t(110), t(200)).unwrap());
+        let e = sem.try_acquire_until(t(110), t(150)).unwrap(); // A's slot, expired
+        drop(e);
+        // The clock steps back; F asks for A's deadline and gets a later one.
+        let f = sem.try_acquire_until(t(105), t(110)).unwrap();
+        assert!(f.deadline() > t(150), "{:?}", f.deadline());
+        drop(a); // stale: must not free F's slot
+        assert_eq!(sem.in_use(t(105)), 4);
+        assert!(matches!(
+            sem.try_acquire_until(t(105), t(110)),
+            Err(LeaseError::Full {
+                in_use: 4,
+                max: 4,
+                ..
+            })
+        ));
+        drop((others, f));
+        assert_eq!(sem.available(t(105)), 4);
+    }
+
+    #[test]
+    fn renew_never_moves_a_deadline_earlier() {
+        let sem = LeaseSemaphore::<1>::new();
+        let mut l = sem.try_acquire_until(Nanos::ZERO, Nanos::new(100)).unwrap();
+        l.renew(Nanos::new(10), Nanos::new(50)).unwrap();
+        assert_eq!(l.deadline(), Nanos::new(100));
+        l.renew(Nanos::new(10), Nanos::new(300)).unwrap();
+        assert_eq!(l.deadline(), Nanos::new(300));
+        assert_eq!(sem.in_use(Nanos::new(299)), 1);
+    }
 
     #[test]
     fn expired_lease_is_reused_and_old_holder_cannot_free_it() {

@@ -11,7 +11,14 @@
 //!   reused only once its previous admission has left the window, so within
 //!   any window `(t - W, t]` each slot hosts at most one admission — at most
 //!   `N` in all, for any interleaving and any order of times.
-//! * For leases the deadline is the lease's expiry.
+//! * For leases the deadline is the lease's expiry, and a lease given back
+//!   early leaves a *released marker* (`RELEASED | its deadline`) instead of
+//!   `0` (`Slots<N, true>`). The next holder's deadline is made later than
+//!   that one, so the deadlines one slot holds only ever increase and a
+//!   stale holder (its lease expired, the slot re-taken and given back, the
+//!   clock stepped back) can never match the current holder's value when it
+//!   releases or renews. Lease deadlines are below `RELEASED` (2^63 ns, 292
+//!   years) or `u64::MAX` (for ever). Found by the `semaphore` fuzz target.
 //!
 //! # Memory ordering
 //!
@@ -27,12 +34,8 @@
 
 use crate::sync::{AtomicU64, Ordering};
 
-/// Whether a slot holding `until` is free at `now`. `u64::MAX` is a deadline
-/// that saturated: never free, not even at `now == u64::MAX`.
-#[inline]
-fn is_free(until: u64, now: u64) -> bool {
-    until <= now && until != u64::MAX
-}
+/// The bit that marks a lease given back early (`Slots<N, true>` only).
+pub(crate) const RELEASED: u64 = 1 << 63;
 
 /// What one scan of the slots saw at some `now`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,15 +48,42 @@ pub(crate) struct Scan {
     pub first_until: Option<u64>,
 }
 
+/// `MARKERS`: leases, whose early releases leave a released marker (see the
+/// module docs); `false` for the sliding log, whose values are plain times.
 #[derive(Debug)]
-pub(crate) struct Slots<const N: usize> {
+pub(crate) struct Slots<const N: usize, const MARKERS: bool = false> {
     until: [AtomicU64; N],
     /// Where the next search for a free slot starts. Only a hint: any value
     /// is correct, a good one makes the search O(1) when time is monotone.
     hint: AtomicU64,
 }
 
-impl<const N: usize> Slots<N> {
+impl<const N: usize, const MARKERS: bool> Slots<N, MARKERS> {
+    /// Whether a slot holding `v` is free at `now`. `u64::MAX` is a deadline
+    /// that saturated: never free, not even at `now == u64::MAX`. With
+    /// markers, a released marker is free.
+    #[inline]
+    fn is_free(v: u64, now: u64) -> bool {
+        v != u64::MAX && (v <= now || (MARKERS && v & RELEASED != 0))
+    }
+
+    /// The value a taker stores over `v` for a deadline `until`: `until`,
+    /// except over a released marker, where it must be later than the
+    /// marker's deadline (so a slot's deadlines only increase).
+    #[inline]
+    fn taken_value(v: u64, until: u64) -> u64 {
+        if MARKERS && v & RELEASED != 0 {
+            let after = (v & !RELEASED) + 1;
+            if after >= RELEASED {
+                u64::MAX
+            } else {
+                until.max(after)
+            }
+        } else {
+            until
+        }
+    }
+
     const NON_EMPTY: () = assert!(
         N > 0 && N <= u32::MAX as usize,
         "N must be between 1 and u32::MAX"
@@ -108,7 +138,7 @@ impl<const N: usize> Slots<N> {
         for slot in &self.until {
             // Relaxed: a read-out, see the module's "Memory ordering".
             let v = slot.load(Ordering::Relaxed);
-            if is_free(v, now) {
+            if Self::is_free(v, now) {
                 s.free += 1;
             } else {
                 s.last_until = s.last_until.max(v);
@@ -131,7 +161,7 @@ impl<const N: usize> Slots<N> {
             for slot in &self.until {
                 // Relaxed: a read-out.
                 let v = slot.load(Ordering::Relaxed);
-                if is_free(v, now) || counted.is_some_and(|c| v <= c) {
+                if Self::is_free(v, now) || counted.is_some_and(|c| v <= c) {
                     continue;
                 }
                 match next {
@@ -152,22 +182,24 @@ impl<const N: usize> Slots<N> {
         }
     }
 
-    /// Takes one slot free at `now`, setting it to `until`. Returns its
-    /// index, or `None` if every slot is taken.
-    pub(crate) fn take_one(&self, now: u64, until: u64) -> Option<usize> {
+    /// Takes one slot free at `now`, setting it to `until` (with markers,
+    /// possibly later: see `taken_value`). Returns its index and the value
+    /// stored, or `None` if every slot is taken.
+    pub(crate) fn take_one(&self, now: u64, until: u64) -> Option<(usize, u64)> {
         let start = self.start();
         for i in 0..N {
             let idx = (start + i) % N;
             let slot = &self.until[idx];
             // Relaxed: the CAS below re-checks the value it replaces.
             let mut v = slot.load(Ordering::Relaxed);
-            while is_free(v, now) {
+            while Self::is_free(v, now) {
+                let value = Self::taken_value(v, until);
                 // Acquire on success: pairs with the Release that freed the
                 // slot (lease release), see the module docs.
-                match slot.compare_exchange_weak(v, until, Ordering::Acquire, Ordering::Relaxed) {
+                match slot.compare_exchange_weak(v, value, Ordering::Acquire, Ordering::Relaxed) {
                     Ok(_) => {
                         self.set_hint(idx + 1);
-                        return Some(idx);
+                        return Some((idx, value));
                     }
                     Err(actual) => v = actual,
                 }
@@ -231,11 +263,18 @@ impl<const N: usize> Slots<N> {
         freed
     }
 
-    /// Frees slot `idx` if it still holds `until` (a lease ending).
+    /// Frees slot `idx` if it still holds `until` (a lease ending), leaving
+    /// a released marker with markers, `0` without.
     pub(crate) fn release(&self, idx: usize, until: u64) -> bool {
+        let to = if MARKERS {
+            // A lease for ever (`u64::MAX`) leaves the latest marker.
+            RELEASED | until.min(RELEASED - 2)
+        } else {
+            0
+        };
         // Release: pairs with the Acquire of the next taker.
         self.until[idx]
-            .compare_exchange(until, 0, Ordering::Release, Ordering::Relaxed)
+            .compare_exchange(until, to, Ordering::Release, Ordering::Relaxed)
             .is_ok()
     }
 

@@ -42,9 +42,12 @@
 //!   racing threads "step back" by a scheduling delay, far below that.
 //!
 //! A window refunded down to zero keeps its index, so that a clock stepping
-//! back still counts against it. The one exception: refunded to zero in a
-//! window whose index is a multiple of 2^k, the word is `0` and reads as
-//! fresh.
+//! back still counts against it. A refund never produces the word `0` except
+//! in the very first window: `0` reads as fresh and would forget that the
+//! window is later than those before it. When the index is a multiple of
+//! 2^k (and not the first window) and nothing else is counted, one unit
+//! stays counted (stricter, once every 2^k windows). Found by the `window`
+//! fuzz target.
 
 use core::fmt;
 use core::num::NonZeroU32;
@@ -509,7 +512,17 @@ impl FixedRule {
     /// ```
     pub fn refunded(&self, state: u64, now: Nanos, cost: u32) -> Option<u64> {
         let at = self.at(state, now);
-        (at.count > 0 && cost > 0).then(|| pack_fixed(at.index, at.count - cost.min(at.count)))
+        (at.count > 0 && cost > 0).then(|| {
+            // Never the word 0 for any window but the very first: 0 reads as
+            // fresh at any index, and would forget that this window is later
+            // than the ones before it (a clock stepping back would count
+            // afresh in them). With the index ≡ 0 mod 2^32, one unit stays
+            // (stricter, once every 2^32 windows).
+            let first = !at.later && self.locate(now).0 == 0;
+            let keep = u32::from(at.index == 0 && !first);
+            let left = (at.count - cost.min(at.count)).max(keep);
+            pack_fixed(at.index, left)
+        })
     }
 
     /// Whether `state` decides exactly like the fresh state `0` at `now`:
@@ -1303,8 +1316,15 @@ impl SlidingRule {
     /// ```
     pub fn refunded(&self, state: u64, now: Nanos, cost: u32) -> Option<u64> {
         let at = self.at(state, now);
-        (at.curr > 0 && cost > 0)
-            .then(|| pack_sliding(at.index, at.prev, at.curr - cost.min(at.curr)))
+        (at.curr > 0 && cost > 0).then(|| {
+            // Never the word 0 (fresh at any index) for any window but the
+            // very first, as for `FixedRule`: with the index ≡ 0 mod 2^24
+            // and nothing else counted, one unit stays.
+            let first = at.lead == 0 && now.as_u64() / self.window == 0;
+            let left = at.curr - cost.min(at.curr);
+            let left = left.max(u32::from(at.index == 0 && at.prev == 0 && !first));
+            pack_sliding(at.index, at.prev, left)
+        })
     }
 
     /// Whether `state` decides exactly like the fresh state `0` at `now`:

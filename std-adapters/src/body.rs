@@ -63,7 +63,10 @@ pub enum Refusal {
 pub fn body(style: BodyStyle, refusal: &Refusal, now_unix: Nanos) -> Value {
     let (wait, reset_after) = match refusal {
         Refusal::Rate(info) => (
-            info.retry_after.map_or(0, retry_after_secs),
+            // A refusal no wait can cure (cost above the capacity) has no
+            // exact retry time: announce the time until the limit is whole
+            // again, never 0 (`retry_after_secs` rounds up to at least 1).
+            retry_after_secs(info.retry_after.unwrap_or(info.reset_after)),
             info.reset_after,
         ),
         Refusal::Concurrency { current, max } => {

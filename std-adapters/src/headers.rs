@@ -159,8 +159,18 @@ impl HeaderStyle {
     }
 
     /// Adds `X-RateLimit-Window: name`.
+    ///
+    /// Characters outside printable ASCII (control characters such as CR and
+    /// LF, non-ASCII) are dropped, so the value is always a valid header
+    /// value.
+    ///
+    /// ```
+    /// use tollgate::headers::HeaderStyle;
+    /// let h = HeaderStyle::x_ratelimit().with_window_name("sliding_60s\r\nX-Evil: 1");
+    /// assert_eq!(h.window_name.as_deref(), Some("sliding_60sX-Evil: 1"));
+    /// ```
     pub fn with_window_name(mut self, name: &str) -> HeaderStyle {
-        self.window_name = Some(name.to_owned());
+        self.window_name = Some(name.chars().filter(|c| (' '..='~').contains(c)).collect());
         self
     }
 
