@@ -23,6 +23,8 @@ pub mod headers;
 pub mod keyed;
 #[cfg(feature = "policy")]
 pub mod policy;
+#[cfg(feature = "redis")]
+pub mod redis;
 mod sync;
 pub mod time_fmt;
 

@@ -4,6 +4,7 @@
 //! cargo run --release -p tollgate-benches --bin compare -- --quick
 //! cargo run --release -p tollgate-benches --bin compare -- --json-out benches/results/run.jsonl
 //! cargo run --release -p tollgate-benches --bin compare -- --quick --only keyed
+//! cargo run --release -p tollgate-benches --features redis --bin compare -- --only redis
 //! ```
 //!
 //! Prints one JSON object per line: `bench`, `tollgate_ns`, `peer_ns`,
@@ -523,6 +524,126 @@ fn algorithms(cfg: &mut Cfg) {
     ));
 }
 
+/// `--only redis` (build with `--features redis`): the Redis backend's
+/// check (one GCRA key, the Lua script via EVALSHA on a multiplexed
+/// connection) next to a `PING` on the same kind of connection, the
+/// physical floor of any Redis-backed decision on this machine; one request
+/// in flight, then 32 in flight (pipelined by the multiplexer). Redis at
+/// `$TOLLGATE_REDIS_URL` (default `redis://127.0.0.1:6379/`); skipped with a
+/// message when none answers.
+#[cfg(feature = "redis")]
+fn redis_lines(cfg: &mut Cfg) {
+    use tollgate::redis::{RedisConfig, RedisLimiter, Source};
+    let url = std::env::var("TOLLGATE_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379/".to_owned());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let config = RedisConfig {
+        timeout: Duration::from_secs(2),
+        connect_timeout: Duration::from_secs(2),
+        ..RedisConfig::default()
+    };
+    let limiter = match RedisLimiter::new(&url, config) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("compare: redis lines skipped: {e}");
+            return;
+        }
+    };
+    let (q, _) = allowed();
+    if rt.block_on(limiter.check("bench", &q, 1)).source != Source::Redis {
+        eprintln!(
+            "compare: redis lines skipped: no Redis answers at {url} (set TOLLGATE_REDIS_URL)"
+        );
+        return;
+    }
+    let conn = match redis::Client::open(url.as_str())
+        .and_then(|c| rt.block_on(c.get_multiplexed_async_connection()))
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("compare: redis lines skipped: {e}");
+            return;
+        }
+    };
+    let keys: Vec<String> = (0..1_000).map(|i| format!("bench-{i}")).collect();
+    let reps = cfg.reps.min(5);
+    let n = if cfg.quick { 2_000 } else { 10_000 };
+    let mut i = 0;
+    let (a, b) = side_by_side(
+        reps,
+        n,
+        || {
+            i = (i + 1) % keys.len();
+            let d = rt.block_on(limiter.check(&keys[i], &q, 1));
+            u64::from(d.decision.is_allowed())
+        },
+        || {
+            let mut c = conn.clone();
+            let pong: String = rt
+                .block_on(redis::cmd("PING").query_async(&mut c))
+                .unwrap_or_default();
+            pong.len() as u64
+        },
+    );
+    cfg.emit(
+        Line::new("redis_check_1_in_flight")
+            .pair(a, b)
+            .str(
+                "peer",
+                "PING round trip, redis-rs multiplexed connection (the floor)",
+            )
+            .str("url", &url),
+    );
+    const IN_FLIGHT: u64 = 32;
+    let (a, b) = side_by_side(
+        reps,
+        n / IN_FLIGHT,
+        || {
+            rt.block_on(async {
+                let mut set = tokio::task::JoinSet::new();
+                for j in 0..IN_FLIGHT {
+                    let (l, key) = (limiter.clone(), keys[j as usize].clone());
+                    set.spawn(async move { l.check(&key, &q, 1).await.decision.is_allowed() });
+                }
+                set.join_all().await.into_iter().filter(|&ok| ok).count() as u64
+            })
+        },
+        || {
+            rt.block_on(async {
+                let mut set = tokio::task::JoinSet::new();
+                for _ in 0..IN_FLIGHT {
+                    let mut c = conn.clone();
+                    set.spawn(async move {
+                        let pong: String = redis::cmd("PING")
+                            .query_async(&mut c)
+                            .await
+                            .unwrap_or_default();
+                        pong.len()
+                    });
+                }
+                set.join_all().await.len() as u64
+            })
+        },
+    );
+    let (a, b) = (a / IN_FLIGHT as f64, b / IN_FLIGHT as f64);
+    cfg.emit(
+        Line::new("redis_check_32_in_flight")
+            .pair(a, b)
+            .num("tollgate_kops", 1e6 / a)
+            .num("peer_kops", 1e6 / b)
+            .str(
+                "peer",
+                "32 PINGs in flight, redis-rs multiplexed connection (the floor)",
+            ),
+    );
+    let s = limiter.stats();
+    eprintln!("compare: redis stats {s:?}");
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
@@ -538,7 +659,7 @@ fn main() {
         out,
     };
     // `--only NAME[,NAME]` runs just those groups (gcra, algorithms, keyed,
-    // policy, scaling); the default runs all.
+    // policy, scaling; redis only when named); the default runs all.
     let only: Vec<String> = args
         .iter()
         .position(|a| a == "--only")
@@ -562,6 +683,13 @@ fn main() {
     }
     if run("scaling") {
         scaling(&mut cfg);
+    }
+    // Only when asked for: it needs a Redis server.
+    if only.iter().any(|o| o == "redis") {
+        #[cfg(feature = "redis")]
+        redis_lines(&mut cfg);
+        #[cfg(not(feature = "redis"))]
+        eprintln!("compare: --only redis needs a build with `--features redis`");
     }
     eprintln!(
         "compare finished in {:.1} s",

@@ -49,6 +49,11 @@
 //!    the [`Admission`] until it is dropped or [`Engine::complete`]d.
 
 mod model;
+// The Redis backend's view of compiled rules (a child, to read them; the
+// file lives with the backend).
+#[cfg(feature = "redis")]
+#[path = "../redis/policy.rs"]
+pub(crate) mod external;
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;

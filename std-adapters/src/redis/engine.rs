@@ -1,0 +1,187 @@
+//! A policy [`Engine`]'s rules checked on Redis (features `redis` and
+//! `policy`): every process of a fleet loads the same policy file and shares
+//! the counts.
+//!
+//! What is shared and what is not:
+//!
+//! * **Shared through Redis**: every rate limit of the request (plan
+//!   windows, bursts, endpoint limits, the org pool), all or nothing in one
+//!   script call, at the server's clock; refunds on
+//!   [`complete`](RedisLimiter::complete).
+//! * **Per process**: concurrency limits (the engine's own permits) and
+//!   boosts ([`Engine::boost`] on each process).
+//! * **Not done**: queueing — a plan with `queue` answers refusals with the
+//!   429 instead of waiting in line.
+//!
+//! Keys: `prefix{o:ORG}:RULE:WHO` when the request names an organisation
+//! (so the key's limits and its org pool are one Redis Cluster slot), else
+//! `prefix{k:KEY}:RULE:WHO` (or `ip:`). A key must therefore always come
+//! with the same organisation. `RULE` is the engine's stable rule id, the
+//! same in every process running the same build on the same policy.
+
+use tollgate_core::{Decision, Nanos};
+
+use super::{Member, RedisLimiter, RedisRule, Source};
+use crate::keyed::KeyedPermit;
+use crate::policy::external::{ExternalMember, ExternalRule};
+use crate::policy::{Denial, Engine, Request, RequestError};
+
+/// The answer to [`RedisLimiter::check_request`].
+#[derive(Debug)]
+#[must_use]
+pub enum PolicyOutcome<'e> {
+    /// Admitted and counted: add `headers`, then
+    /// [`complete`](RedisLimiter::complete) it (or drop it).
+    Allowed(RedisAdmission<'e>),
+    /// An exempt route: admitted, not counted.
+    Exempt,
+    /// Refused: send `status`, `headers` and `body`.
+    Denied(Denial),
+}
+
+impl PolicyOutcome<'_> {
+    /// Whether the request may proceed.
+    pub fn is_allowed(&self) -> bool {
+        matches!(self, PolicyOutcome::Allowed(_) | PolicyOutcome::Exempt)
+    }
+}
+
+/// An admitted request: its headers, what it was charged (for a refund)
+/// and its concurrency permits (released on drop).
+pub struct RedisAdmission<'e> {
+    /// Rate-limit headers for the response.
+    pub headers: Vec<(&'static str, String)>,
+    /// Who decided (Redis, or the fail mode).
+    pub source: Source,
+    tag: String,
+    engine: &'e Engine,
+    charged: Vec<ExternalMember>,
+    permits: [Option<KeyedPermit<'e>>; 2],
+}
+
+impl std::fmt::Debug for RedisAdmission<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisAdmission")
+            .field("headers", &self.headers)
+            .field("source", &self.source)
+            .field("permits", &self.permits.iter().flatten().count())
+            .finish_non_exhaustive()
+    }
+}
+
+fn rule_of(r: ExternalRule) -> Option<RedisRule> {
+    match r {
+        ExternalRule::Gcra(q) => Some(RedisRule::gcra(q)),
+        ExternalRule::Fixed(f) => RedisRule::fixed(f).ok(),
+        ExternalRule::Sliding(s) => RedisRule::sliding(s).ok(),
+    }
+}
+
+impl RedisLimiter {
+    /// Decides `req` under `engine`'s policy with the counts in Redis.
+    /// `now` is the engine's clock (as for [`Engine::check`]; it times
+    /// boosts and the local fallback), the limits use the server's.
+    ///
+    /// ```no_run
+    /// use tollgate::policy::{Engine, Request};
+    /// use tollgate::redis::{PolicyOutcome, RedisConfig, RedisLimiter};
+    /// use tollgate::{Clock, MonotonicClock};
+    ///
+    /// # async fn demo(src: &str) -> Result<(), Box<dyn std::error::Error>> {
+    /// let clock = MonotonicClock::new();
+    /// let engine = Engine::from_toml(src, clock.unix_nanos_at(tollgate::Nanos::ZERO))?;
+    /// let redis = RedisLimiter::new("redis://127.0.0.1:6379/", RedisConfig::default())?;
+    /// let req = Request::new("GET", "/api/assets").key("k1").plan("free");
+    /// match redis.check_request(&engine, &req, clock.now()).await? {
+    ///     PolicyOutcome::Allowed(a) => { /* serve, add a.headers */ redis.complete(a, 200).await }
+    ///     PolicyOutcome::Exempt => {}
+    ///     PolicyOutcome::Denied(d) => { /* d.status, d.headers, d.body */ }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn check_request<'e>(
+        &self,
+        engine: &'e Engine,
+        req: &Request<'_>,
+        now: Nanos,
+    ) -> Result<PolicyOutcome<'e>, RequestError> {
+        let Some(ext) = engine.external(req, now)? else {
+            return Ok(PolicyOutcome::Exempt);
+        };
+        // The members to send, and where each engine member's decision is.
+        let mut sent: Vec<ExternalMember> = Vec::new();
+        let mut slots: Vec<Option<usize>> = Vec::new();
+        let mut members = Vec::new();
+        for m in &ext.members {
+            match m.as_ref().and_then(|m| rule_of(m.rule).map(|r| (m, r))) {
+                Some((m, rule)) => {
+                    slots.push(Some(sent.len()));
+                    sent.push(m.clone());
+                    members.push(rule);
+                }
+                None => slots.push(None),
+            }
+        }
+        let list: Vec<Member<'_>> = sent
+            .iter()
+            .zip(&members)
+            .map(|(m, r)| Member::new(&m.key, *r, m.units))
+            .collect();
+        // Redis decides at its own time; the local fallback counts on the
+        // engine's clock.
+        let d = self.check_inner(&ext.tag, &list, None, Some(now)).await;
+        let untouched = Decision::Allowed {
+            remaining: u32::MAX,
+            reset_after: Nanos::ZERO,
+        };
+        let decisions: Vec<Decision> = slots
+            .iter()
+            .map(|s| s.map_or(untouched, |i| d.members[i]))
+            .collect();
+        if !d.decision.is_allowed() {
+            return Ok(PolicyOutcome::Denied(ext.denied(&decisions, d.now)));
+        }
+        let permits = match ext.permits(d.now) {
+            Ok(p) => p,
+            Err(denial) => {
+                // Give the rate units back: the request does not run.
+                let _ = self.refund_inner(&ext.tag, &list, None, Some(now)).await;
+                return Ok(PolicyOutcome::Denied(denial));
+            }
+        };
+        Ok(PolicyOutcome::Allowed(RedisAdmission {
+            headers: ext.admitted(&decisions, d.now),
+            source: d.source,
+            tag: ext.tag.clone(),
+            engine,
+            charged: sent,
+            permits,
+        }))
+    }
+
+    /// Ends an admitted request with its response `status`: gives its units
+    /// back in Redis if the policy refunds that status (S4E: `304`), and
+    /// releases its concurrency permits.
+    pub async fn complete(&self, admission: RedisAdmission<'_>, status: u16) {
+        if admission.engine.refunds(status) {
+            let rules: Vec<RedisRule> = admission
+                .charged
+                .iter()
+                .filter_map(|m| rule_of(m.rule))
+                .collect();
+            let list: Vec<Member<'_>> = admission
+                .charged
+                .iter()
+                .zip(&rules)
+                .map(|(m, r)| Member::new(&m.key, *r, m.units))
+                .collect();
+            // The local fallback's clock: the engine's, as Unix time less
+            // its zero.
+            let local = super::unix_now().saturating_sub(admission.engine.unix_at_zero());
+            let _ = self
+                .refund_inner(&admission.tag, &list, None, Some(local))
+                .await;
+        }
+        drop(admission);
+    }
+}
