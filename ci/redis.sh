@@ -25,8 +25,8 @@ if command -v redis-server >/dev/null 2>&1; then
 else
     echo "!! redis-server is not installed and could not be: the Redis tests SKIP" >&2
 fi
-# Unit tests of the module (no server: encoding, fail modes on a dead port).
-cargo test -p tollgate --features redis,policy --lib redis::
+# (The module's unit tests -- no server: encoding, fail modes on a dead port
+# -- run in ci/test.sh with every feature.)
 # Against real servers: differential, concurrent clients, failover, policy.
 timeout "${TOLLGATE_REDIS_TIMEOUT:-600}" \
     cargo test -p tollgate-tests --features redis --test 'redis_*' -- --test-threads 2
