@@ -27,6 +27,8 @@ pub mod policy;
 pub mod redis;
 mod sync;
 pub mod time_fmt;
+#[cfg(feature = "tower")]
+pub mod tower;
 
 pub use clock::MonotonicClock;
 // Everything of the core, so users depend on this crate alone.

@@ -1,0 +1,236 @@
+//! Who is calling: the API key, its plan, the client address.
+
+use std::net::{IpAddr, SocketAddr};
+
+use http::{HeaderMap, HeaderName, Request, header};
+
+use super::Caller;
+use super::Lookup;
+use super::hold::Subject;
+
+/// Where [`RateLimitLayer`](super::RateLimitLayer) reads the API key.
+///
+/// ```
+/// use tollgate::tower::KeyFrom;
+/// let sources = [KeyFrom::Bearer, KeyFrom::header("x-api-key")];
+/// assert_eq!(sources[1], KeyFrom::Header(http::HeaderName::from_static("x-api-key")));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyFrom {
+    /// `Authorization: Bearer <key>` (the scheme in any case).
+    Bearer,
+    /// The whole value of a header, e.g. `X-API-Key: <key>`.
+    Header(HeaderName),
+}
+
+impl KeyFrom {
+    /// The default sources: `Authorization: Bearer`, then `X-API-Key`.
+    pub(crate) const DEFAULT: [KeyFrom; 2] = [
+        KeyFrom::Bearer,
+        KeyFrom::Header(HeaderName::from_static("x-api-key")),
+    ];
+
+    /// The header `name` (`HeaderName`'s rules: lower-case token
+    /// characters; other spellings are lower-cased).
+    ///
+    /// # Panics
+    ///
+    /// If `name` is not a valid header name (a programming error in a
+    /// constant, like `HeaderName::from_static`).
+    ///
+    /// ```
+    /// use tollgate::tower::KeyFrom;
+    /// assert_eq!(KeyFrom::header("X-Api-Key"), KeyFrom::header("x-api-key"));
+    /// ```
+    pub fn header(name: &str) -> KeyFrom {
+        match HeaderName::from_bytes(name.as_bytes()) {
+            Ok(n) => KeyFrom::Header(n),
+            Err(_) => panic!("KeyFrom::header: {name:?} is not a valid header name"),
+        }
+    }
+
+    fn read<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
+        let key = match self {
+            KeyFrom::Bearer => {
+                let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+                let (scheme, token) = v.split_once(' ')?;
+                if !scheme.eq_ignore_ascii_case("bearer") {
+                    return None;
+                }
+                token.trim()
+            }
+            KeyFrom::Header(name) => headers.get(name)?.to_str().ok()?.trim(),
+        };
+        (!key.is_empty()).then_some(key)
+    }
+}
+
+/// Reads the request's identity for the engine.
+pub(crate) fn subject<B>(
+    request: &Request<B>,
+    keys: &[KeyFrom],
+    lookup: Option<&Lookup>,
+    forwarded_hops: usize,
+) -> Subject {
+    let headers = request.headers();
+    let key = keys.iter().find_map(|k| k.read(headers));
+    // A key whose caller is unknown goes to the engine without a plan: it
+    // still passes exempt routes, and is refused (401) everywhere else.
+    let caller = key.and_then(|k| match request.extensions().get::<Caller>() {
+        Some(c) => Some(c.clone()),
+        None => lookup.and_then(|f| f(k)),
+    });
+    let (plan, org) = match caller {
+        Some(c) => (Some(c.plan), c.org),
+        None => (None, None),
+    };
+    Subject {
+        method: request.method().clone(),
+        path: request.uri().path().to_owned(),
+        key: key.map(str::to_owned),
+        plan,
+        org,
+        ip: client_ip(request, forwarded_hops),
+    }
+}
+
+/// The connection's peer address, as the server recorded it.
+fn peer_ip<B>(request: &Request<B>) -> Option<IpAddr> {
+    let ext = request.extensions();
+    #[cfg(feature = "axum")]
+    if let Some(axum::extract::ConnectInfo(addr)) =
+        ext.get::<axum::extract::ConnectInfo<SocketAddr>>()
+    {
+        return Some(addr.ip());
+    }
+    ext.get::<SocketAddr>().map(SocketAddr::ip)
+}
+
+/// The client's address: the peer, or with `hops` trusted proxies the
+/// `hops`-th `X-Forwarded-For` entry from the right. IPv4-mapped IPv6
+/// addresses count as the IPv4 address.
+pub(crate) fn client_ip<B>(request: &Request<B>, hops: usize) -> Option<IpAddr> {
+    let peer = peer_ip(request);
+    let forwarded = match hops {
+        0 => None,
+        n => nth_forwarded_from_right(request.headers(), n),
+    };
+    forwarded.or(peer).map(|ip| ip.to_canonical())
+}
+
+/// The `n`-th (1-based) `X-Forwarded-For` entry from the right, across all
+/// the header's lines in order; `None` when there are fewer, or when that
+/// entry (or a line on the way to it) is not readable as an address.
+fn nth_forwarded_from_right(headers: &HeaderMap, n: usize) -> Option<IpAddr> {
+    let mut left = n;
+    for line in headers.get_all("x-forwarded-for").iter().rev() {
+        let line = line.to_str().ok()?;
+        for entry in line.rsplit(',') {
+            left -= 1;
+            if left == 0 {
+                return parse_entry(entry.trim());
+            }
+        }
+    }
+    None
+}
+
+/// `1.2.3.4`, `1.2.3.4:80`, `::1`, `[::1]:80`.
+fn parse_entry(s: &str) -> Option<IpAddr> {
+    s.parse::<IpAddr>()
+        .ok()
+        .or_else(|| s.parse::<SocketAddr>().ok().map(|a| a.ip()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(headers: &[(&str, &str)], peer: Option<&str>) -> Request<()> {
+        let mut b = Request::get("/x");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        let mut r = b.body(()).unwrap();
+        if let Some(p) = peer {
+            r.extensions_mut().insert(p.parse::<SocketAddr>().unwrap());
+        }
+        r
+    }
+
+    fn ip(s: &str) -> Option<IpAddr> {
+        Some(s.parse().unwrap())
+    }
+
+    #[test]
+    fn forwarded_for_is_ignored_unless_trusted() {
+        let r = req(&[("x-forwarded-for", "6.6.6.6")], Some("10.0.0.1:5000"));
+        assert_eq!(client_ip(&r, 0), ip("10.0.0.1"));
+        assert_eq!(client_ip(&r, 1), ip("6.6.6.6"));
+    }
+
+    #[test]
+    fn trusted_hops_count_from_the_right_across_lines() {
+        // The client wrote "1.1.1.1, 2.2.2.2"; proxy A appended the client's
+        // real address 3.3.3.3, proxy B appended A's address.
+        let r = req(
+            &[
+                ("x-forwarded-for", "1.1.1.1, 2.2.2.2"),
+                ("x-forwarded-for", "3.3.3.3:4711, [2001:db8::1]:80"),
+            ],
+            Some("10.0.0.2:1"),
+        );
+        assert_eq!(client_ip(&r, 1), ip("2001:db8::1"));
+        assert_eq!(client_ip(&r, 2), ip("3.3.3.3"));
+        assert_eq!(client_ip(&r, 4), ip("1.1.1.1"));
+        // Fewer entries than trusted hops, or junk: the peer.
+        assert_eq!(client_ip(&r, 5), ip("10.0.0.2"));
+        let junk = req(&[("x-forwarded-for", "unknown")], Some("10.0.0.3:1"));
+        assert_eq!(client_ip(&junk, 1), ip("10.0.0.3"));
+    }
+
+    #[test]
+    fn mapped_addresses_are_canonical_and_no_peer_is_none() {
+        let r = req(&[], Some("[::ffff:127.0.0.1]:80"));
+        assert_eq!(client_ip(&r, 0), ip("127.0.0.1"));
+        assert_eq!(client_ip(&req(&[], None), 0), None);
+    }
+
+    #[test]
+    fn keys_from_bearer_then_header() {
+        let keys = KeyFrom::DEFAULT;
+        let r = req(
+            &[("authorization", "bearer  k1 "), ("x-api-key", "k2")],
+            None,
+        );
+        assert_eq!(subject(&r, &keys, None, 0).key.as_deref(), Some("k1"));
+        let r = req(&[("authorization", "Basic abc"), ("x-api-key", "k2")], None);
+        assert_eq!(subject(&r, &keys, None, 0).key.as_deref(), Some("k2"));
+        let r = req(&[("authorization", "Bearer "), ("x-api-key", "")], None);
+        assert_eq!(subject(&r, &keys, None, 0).key, None);
+    }
+
+    #[test]
+    fn caller_extension_wins_over_the_lookup() {
+        let lookup = |k: &str| (k == "k1").then(|| Caller::new("free"));
+        let mut r = req(&[("x-api-key", "k1")], None);
+        assert_eq!(
+            subject(&r, &KeyFrom::DEFAULT, Some(&lookup), 0)
+                .plan
+                .as_deref(),
+            Some("free")
+        );
+        r.extensions_mut().insert(Caller::new("pro").org("acme"));
+        let s = subject(&r, &KeyFrom::DEFAULT, Some(&lookup), 0);
+        assert_eq!(
+            (s.plan.as_deref(), s.org.as_deref()),
+            (Some("pro"), Some("acme"))
+        );
+        let unknown = req(&[("x-api-key", "nope")], None);
+        assert_eq!(
+            subject(&unknown, &KeyFrom::DEFAULT, Some(&lookup), 0).plan,
+            None
+        );
+    }
+}

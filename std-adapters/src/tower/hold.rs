@@ -1,0 +1,210 @@
+//! Keeping an [`Admission`] alive past the response future.
+//!
+//! An [`Admission`] borrows its [`Engine`], and the layer needs it after the
+//! service's future has returned: its concurrency permits must last as long
+//! as the response body (an SSE stream), and a refunding status is known
+//! only once the response exists. Without `unsafe`, the one place that can
+//! own an `Arc<Engine>` *and* hold a borrow of it is an `async` block: the
+//! [`Hold`] is such a block, boxed. It checks the request (waiting in the
+//! policy's queue if it says so), hands the verdict out through a shared
+//! slot, then parks holding the admission. Dropping the `Hold` drops the
+//! admission (the permits are released); [`Hold::complete`] wakes it once
+//! more to call [`Engine::complete`] with the response status (refunds).
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use tollgate_core::{Clock, Nanos};
+
+use super::RateLimitLayer;
+use crate::policy::{Admission, Denial, Engine, Outcome, Polled, Request, RequestError};
+
+/// The longest a queued request sleeps before it polls its ticket again
+/// (its `retry_at` hint is in the engine's clock, which a test may move).
+const MAX_NAP: Duration = Duration::from_millis(100);
+/// How often a request waiting for a concurrency slot polls (as
+/// [`Ticket::wait`](crate::policy::Ticket::wait) does).
+const SLOT_POLL: Nanos = Nanos::from_millis(1);
+
+/// The request as the engine needs it, owned (it outlives the HTTP request).
+#[derive(Debug)]
+pub(crate) struct Subject {
+    pub(crate) method: http::Method,
+    pub(crate) path: String,
+    pub(crate) key: Option<String>,
+    pub(crate) plan: Option<String>,
+    pub(crate) org: Option<String>,
+    pub(crate) ip: Option<IpAddr>,
+}
+
+impl Subject {
+    fn request(&self) -> Request<'_> {
+        Request {
+            method: self.method.as_str(),
+            path: &self.path,
+            api_key: self.key.as_deref(),
+            org: self.org.as_deref(),
+            plan: self.plan.as_deref(),
+            client_ip: self.ip,
+        }
+    }
+}
+
+/// What the check decided.
+#[derive(Debug)]
+pub(crate) enum Verdict {
+    /// Admitted: the rate-limit headers for the response.
+    Allowed(Vec<(&'static str, String)>),
+    /// An exempt route.
+    Exempt,
+    /// Refused (429), after any queueing.
+    Denied(Denial),
+    /// The request cannot be judged (no key, unknown plan).
+    Invalid(RequestError),
+    /// The check ended without a verdict (cannot happen; answered 500
+    /// rather than admitting uncounted).
+    Lost,
+}
+
+/// Shared between the parked block and its owner.
+#[derive(Default)]
+struct Slot {
+    verdict: Mutex<Option<Verdict>>,
+    /// The response status to complete with; 0 while the response runs.
+    status: AtomicU16,
+}
+
+impl Slot {
+    fn put(&self, v: Verdict) {
+        *self.verdict.lock().unwrap_or_else(|e| e.into_inner()) = Some(v);
+    }
+
+    fn take(&self) -> Option<Verdict> {
+        self.verdict
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+}
+
+/// The check's block: a verdict when it ends without an admission to hold.
+type Parked = Pin<Box<dyn Future<Output = Option<Verdict>> + Send>>;
+
+/// One request's check and, once admitted, its [`Admission`].
+pub(crate) struct Hold {
+    /// `None` once the block has finished (it must not be polled again).
+    block: Option<Parked>,
+    slot: Arc<Slot>,
+}
+
+impl std::fmt::Debug for Hold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hold")
+            .field("holding", &self.block.is_some())
+            .finish()
+    }
+}
+
+impl Hold {
+    /// Starts checking `subject` (nothing runs until the first poll).
+    pub(crate) fn check(config: Arc<RateLimitLayer>, subject: Subject) -> Hold {
+        let slot = Arc::new(Slot::default());
+        let shared = Arc::clone(&slot);
+        let block = async move {
+            let (engine, clock) = (&*config.engine, &*config.clock);
+            let request = subject.request();
+            let mut admission = match admit(engine, &request, clock).await {
+                Ok(a) => a,
+                Err(verdict) => return Some(verdict),
+            };
+            shared.put(Verdict::Allowed(std::mem::take(&mut admission.headers)));
+            // Park until the owner knows the response status; the owner
+            // drops this block instead when there is nothing to refund.
+            let status = std::future::poll_fn(|_| {
+                // Relaxed: the owner stores and then polls on its own thread.
+                match shared.status.load(Ordering::Relaxed) {
+                    0 => Poll::Pending,
+                    s => Poll::Ready(s),
+                }
+            })
+            .await;
+            engine.complete(admission, status, clock.now());
+            None
+        };
+        Hold {
+            block: Some(Box::pin(block)),
+            slot,
+        }
+    }
+
+    /// Drives the check (and any wait in the queue) until the verdict is in.
+    pub(crate) fn poll_verdict(&mut self, cx: &mut Context<'_>) -> Poll<Verdict> {
+        let Some(block) = &mut self.block else {
+            return Poll::Ready(Verdict::Lost);
+        };
+        match block.as_mut().poll(cx) {
+            Poll::Ready(done) => {
+                self.block = None;
+                // `None` only after `complete`, which consumes the hold.
+                Poll::Ready(done.unwrap_or(Verdict::Lost))
+            }
+            Poll::Pending => match self.slot.take() {
+                Some(v) => Poll::Ready(v),
+                None => Poll::Pending,
+            },
+        }
+    }
+
+    /// Ends the admission with the response `status`: refunds its units
+    /// when the policy says so, and releases its permits.
+    pub(crate) fn complete(mut self, status: u16) {
+        // A status of 0 is no HTTP status; map it to one that refunds nothing.
+        let status = if status == 0 { 500 } else { status };
+        self.slot.status.store(status, Ordering::Relaxed);
+        if let Some(mut block) = self.block.take() {
+            // Runs to the end at once: the block only waits for `status`.
+            let _ = block.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+        }
+    }
+}
+
+/// Checks `request`, waiting in the policy's queue when it says so, until
+/// admitted or settled otherwise. Cancel-safe: when the request goes away,
+/// dropping the ticket leaves the line (a queued request is charged
+/// nothing).
+async fn admit<'e>(
+    engine: &'e Engine,
+    request: &Request<'_>,
+    clock: &(dyn Clock + Send + Sync),
+) -> Result<Admission<'e>, Verdict> {
+    let mut outcome = engine
+        .check(request, clock.now())
+        .map_err(Verdict::Invalid)?;
+    loop {
+        let ticket = match outcome {
+            Outcome::Allowed(a) => return Ok(a),
+            Outcome::Exempt => return Err(Verdict::Exempt),
+            Outcome::Denied(d) => return Err(Verdict::Denied(d)),
+            Outcome::Queued(ticket) => ticket,
+        };
+        let now = clock.now();
+        let until = ticket
+            .retry_at()
+            .unwrap_or(now.saturating_add(SLOT_POLL))
+            .min(ticket.deadline());
+        let nap = until
+            .saturating_sub(now)
+            .as_duration()
+            .clamp(Duration::from_micros(50), MAX_NAP);
+        tokio::time::sleep(nap).await;
+        outcome = match ticket.poll(clock.now()) {
+            Polled::Ready(o) => o,
+            Polled::Pending(t) => Outcome::Queued(t),
+        };
+    }
+}
