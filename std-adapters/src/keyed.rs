@@ -4,49 +4,80 @@
 //! # Design
 //!
 //! * **Fixed capacity, no allocation after construction.** The table is one
-//!   boxed slice of buckets, allocated and zeroed by the constructor. A check
-//!   never allocates, on any path.
-//! * **Slots are 16 bytes**: a 64-bit key fingerprint and the algorithm's
-//!   64-bit state (GCRA: the theoretical arrival time), in one 128-bit atomic,
-//!   so a check of a tracked key is one load and one compare-and-swap of both
-//!   together. Buckets of 8 slots are 128 bytes, aligned with
-//!   [`CachePadded`] so threads on different keys rarely share a cache line.
-//! * **Lock-free checks of tracked keys.** Finding a key is a scan of its
-//!   probe window (at most 4 buckets, stopping at the first never-used slot);
-//!   updating it is a CAS loop like [`Gcra::check_n`](crate::Gcra::check_n).
-//! * **Inserting a new key** takes a one-byte lock of the key's home bucket for
-//!   a few instructions (re-scan, claim a slot). That is what guarantees a key
-//!   is never inserted twice (two budgets would admit twice as much); checks
-//!   of keys already present never wait for it.
+//!   boxed slice of buckets plus one control word per bucket, allocated and
+//!   zeroed by the constructor. A check never allocates, on any path.
+//! * **Slots are two 8-byte words**: the key's 64-bit fingerprint and the
+//!   algorithm's 64-bit state (GCRA: the theoretical arrival time). A bucket
+//!   is 8 slots, 128 bytes, aligned with [`CachePadded`] so threads on
+//!   different keys rarely share a cache line. Finding a key compares the
+//!   bucket's 8 fingerprints without a branch per slot; updating it is one
+//!   8-byte compare-and-swap of the state (`lock cmpxchg`, not the 16-byte
+//!   `cmpxchg16b`: half the cost here, see BENCHMARKS.md).
+//! * **Lock-free checks of tracked keys.** A check reads its bucket's control
+//!   word, the fingerprint and the state, CASes the state, and reads the
+//!   control word again: if no slot of the bucket was handed to another key
+//!   in between, the CAS landed on its own key. It waits only while a slot
+//!   of its own bucket is being handed over (three instructions under the
+//!   bucket's lock).
+//! * **Inserting a new key** takes a lock bit of the key's home bucket: that
+//!   is what guarantees a key is never inserted twice (two budgets would
+//!   admit twice as much). A never-used slot is claimed by a CAS of its state
+//!   from `0` to the key's first state, then its fingerprint is published.
 //! * **Lossless reclamation.** A slot whose state equals a fresh state
-//!   (GCRA: `TAT <= now`, the bucket is full) can be claimed by another key:
+//!   (GCRA: `TAT <= now`, the bucket is full) can be handed to another key:
 //!   dropping it changes no decision, because a key that is not found starts
-//!   from exactly that fresh state. The claim is one CAS of (fingerprint,
-//!   state) together, so it cannot overwrite a concurrent update of the old
-//!   key. No background thread, no sweep.
+//!   from exactly that fresh state. The handover (under the slot's bucket
+//!   lock) CASes the state from the fresh value it saw to the new key's first
+//!   state — so it fails if the old key was charged meanwhile — then stores
+//!   the new fingerprint and bumps the bucket's handover count. No
+//!   background thread, no sweep.
 //!   Reclamation is lossless for a clock that does not go backwards
 //!   ([`MonotonicClock`](crate::MonotonicClock)). If a caller's `now` goes back
 //!   from `r` to `t < r` after a slot was handed over at `r`, the key that
 //!   lost it starts fresh at `t`, which can buy it up to `r - t` of budget;
 //!   the GCRA bound otherwise holds (`tests/model_keyed.rs`).
+//! * **Refunds and permit releases** (the operations that loosen a state)
+//!   run under the lock of the slot's bucket, so the slot cannot change hands
+//!   under them: a refund can never land on another key.
 //! * **When no slot can be had** (every slot of the probe window holds a key
 //!   that is not fresh), [`WhenFull`] decides, per store.
 //!
+//! # Slots handed over mid-check
+//!
+//! A check of key A that read A's state `s`, then stalled while A's slot was
+//! handed to key B (A was fresh), can see its CAS succeed if B's state
+//! happens to equal `s` again (an ABA: the 8-byte state word carries no
+//! owner). The bucket's handover count and the slot's 8-bit handover
+//! generation, read before and after, detect it exactly (the slot cannot
+//! wrap its generation without 256 handovers of the bucket, which the 62-bit
+//! count would show); the check then takes its write back (`CAS(new -> s)`) and starts again as a
+//! new key. If B's state changed in the meantime, the write stays in B's
+//! state — B is charged once more than it asked, which is *stricter*, never
+//! looser, and heals with time for GCRA and windows (concurrency counts are
+//! undone exactly, [`KeyedState::undo`]). This needs B's state to return to
+//! the exact nanosecond A had while the check was stalled; the handover
+//! itself always changes the state word, so the plain race (a check of an
+//! idle key meeting its slot's reclamation) is a failed CAS and a retry.
+//! The loom models in `tests/loom_keyed.rs` cover these interleavings.
+//!
 //! # Fingerprints
 //!
-//! Keys are not stored: a key is identified by the 64-bit hash of its bytes
-//! under a per-process random seed (`ahash::RandomState` by default). Two keys
-//! collide only if their 64-bit hashes are equal; with `n` keys tracked at
-//! once the probability that *any* two collide is below `n² / 2^65` —
-//! 2.7 × 10⁻⁸ at 1 000 000 keys, 2.7 × 10⁻⁶ at 10 000 000. A collision makes
-//! the two clients share one budget: each is admitted *less*, never more.
-//! With a random seed an attacker cannot choose colliding keys.
+//! Keys are not stored: a key is identified by the low 56 bits of the 64-bit
+//! hash of its bytes under a per-process random seed (`ahash::RandomState`
+//! by default); the word's other 8 bits count the slot's handovers. Two keys
+//! collide only if those 56 bits are equal: with `n` keys tracked at once
+//! the probability that *any* two collide is below `n² / 2^57` —
+//! 6.9 × 10⁻⁶ at 1 000 000 keys, 6.9 × 10⁻⁴ at 10 000 000 (and a pair only
+//! matters when their probe windows overlap, which divides that by about
+//! `n / 20`). A collision makes the two clients share one budget: each is
+//! admitted *less*, never more. With a random seed an attacker cannot choose
+//! colliding keys.
 //!
 //! # Memory
 //!
-//! `capacity` keys at a load factor of 0.7: `⌈capacity / 5.6⌉` buckets of
-//! 128 bytes plus 1 lock byte each — about 23 bytes per tracked key
-//! ([`KeyedLimiter::memory_bytes`]).
+//! `capacity` keys at a load factor of 0.71: `⌈capacity / 5.68⌉` buckets of
+//! 128 bytes plus an 8-byte control word each — about 23.9 bytes per tracked
+//! key ([`KeyedLimiter::memory_bytes`]).
 
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
@@ -54,7 +85,7 @@ use std::hash::{BuildHasher, Hash};
 use crossbeam_utils::{Backoff, CachePadded};
 use tollgate_core::{Decision, Nanos, Quota, Snapshot, gcra};
 
-use crate::sync::{AtomicU8, AtomicU128, Ordering, backoff};
+use crate::sync::{AtomicU64, Ordering, backoff};
 
 mod semaphore;
 mod window;
@@ -67,8 +98,21 @@ pub use window::{KeyedFixedWindow, KeyedSlidingWindow};
 const SLOTS: usize = 8;
 /// Buckets a key may live in, starting from its home bucket.
 const PROBE: usize = 4;
-/// Keys per 10 slots at full capacity (load factor 0.7).
-const LOAD_TENTHS: usize = 7;
+/// Keys per 100 slots at full capacity (load factor 0.71: with the 8-byte
+/// control word per bucket, 136 bytes per 5.68 keys = 23.9 bytes per key).
+const LOAD_PERCENT: usize = 71;
+
+/// Control word bits: the bucket's lock (inserts of keys homed here; refunds,
+/// releases and handovers of slots here) ...
+const LOCKED: u64 = 1;
+/// ... a handover of one of its slots in progress ...
+const HANDOVER: u64 = 2;
+/// ... and, above them, the number of handovers so far (2^62 of them: no
+/// wrap-around in practice).
+const HANDED: u64 = 4;
+/// The low 8 bits of a slot's fingerprint word: how many times the slot was
+/// handed over, modulo 256.
+const GEN: u64 = 0xFF;
 
 /// The per-key algorithm of a [`KeyedLimiter`]: a pure decision over one
 /// `u64` of state, where **`0` is the fresh state** (what a key that was never
@@ -117,6 +161,21 @@ pub trait KeyedState {
     /// How far `state` is from fresh at `now` (for
     /// [`WhenFull::EvictNearestFresh`]): smaller is closer.
     fn distance_from_fresh(&self, state: u64, now: Nanos) -> u64;
+
+    /// Removes a charge `before -> after` from `current`, the state of a slot
+    /// that another key took over while the charge was being made (see the
+    /// [module docs](self), "Slots handed over mid-check"), if that can be
+    /// done exactly; `None` leaves the charge in place, which only ever makes
+    /// that key stricter.
+    ///
+    /// Only states that cannot become fresh while the charge is in them may
+    /// return `Some` (the slot must keep its key until the undo lands):
+    /// concurrency counts do; GCRA and window states (which become fresh with
+    /// time) keep the default.
+    fn undo(&self, current: u64, before: u64, after: u64) -> Option<u64> {
+        let _ = (current, before, after);
+        None
+    }
 }
 
 /// GCRA per key; the [`Quota`] comes with each call.
@@ -230,7 +289,31 @@ impl fmt::Display for KeyedError {
 
 impl std::error::Error for KeyedError {}
 
-type Bucket = CachePadded<[AtomicU128; SLOTS]>;
+/// One slot: a key's fingerprint (`0`: never used) and its state.
+struct Slot {
+    fp: AtomicU64,
+    st: AtomicU64,
+}
+
+type Bucket = CachePadded<[Slot; SLOTS]>;
+
+/// Whether an operation tightens a key's state (checks, acquires: lock-free,
+/// and may insert the key) or loosens it (refunds, releases: under the slot's
+/// bucket lock, never insert).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Tighten,
+    Loosen,
+}
+
+/// The outcome of the insertion path.
+enum Insert<R> {
+    Done(R),
+    /// No slot could be had: the result the fresh state gave.
+    Full(R),
+    /// The key appeared meanwhile: go through the update path.
+    Retry,
+}
 
 /// A sharded, fixed-capacity store of per-key limiters (see the
 /// [module docs](self) for the design and its guarantees).
@@ -262,18 +345,22 @@ type Bucket = CachePadded<[AtomicU128; SLOTS]>;
 ///
 /// # Memory ordering
 ///
-/// A slot's CAS uses `AcqRel` on success and loads use `Acquire`: the slot
-/// publishes only itself, so `Relaxed` would keep the bound, but a key's
-/// fingerprint and state travel together in the one word and the stronger
-/// orderings cost nothing on x86-64, where this type's throughput is
-/// measured. The insertion lock is a byte taken with an `Acquire` CAS and
-/// released with a `Release` store, pairing with each other, so the re-scan
-/// under the lock sees every slot claimed by the previous holder.
+/// Every write of a state is a compare-and-swap (`AcqRel`), never a plain
+/// store, so all writes to one state word form one release sequence: a check
+/// whose CAS reads a value written at or after a handover's CAS
+/// synchronizes with that handover, and its following `Acquire` load of the
+/// control word sees the handover's `HANDOVER` bit or count (it is set before
+/// the handover's CAS). That is the whole ABA argument; a handover whose CAS
+/// comes *after* a check's CAS fails, because the state changed. Fingerprints
+/// are published with `Release` after the state they go with and read with
+/// `Acquire`. The bucket lock is taken with an `Acquire` CAS and released with
+/// a `Release` RMW. Loom explores these orderings (`tests/loom_keyed.rs`).
 pub struct KeyedLimiter<A: KeyedState = KeyedGcra, S = ahash::RandomState> {
     buckets: Box<[Bucket]>,
+    /// One control word per bucket: `LOCKED`, `HANDOVER`, handover count.
+    ctl: Box<[AtomicU64]>,
     /// Home buckets: `buckets.len() - (PROBE - 1)`.
     homes: usize,
-    locks: Box<[AtomicU8]>,
     hasher: S,
     algorithm: A,
     capacity: usize,
@@ -304,29 +391,32 @@ impl<A: KeyedState, S: BuildHasher> KeyedLimiter<A, S> {
             return Err(KeyedError::ZeroCapacity);
         }
         let slots = capacity
-            .checked_mul(10)
+            .checked_mul(100)
             .ok_or(KeyedError::CapacityTooLarge)?
-            .div_ceil(LOAD_TENTHS);
+            .div_ceil(LOAD_PERCENT);
         let n = slots.div_ceil(SLOTS).max(PROBE);
         // `n` home buckets, plus `PROBE - 1` at the end so that every probe
         // window is one contiguous run (no wrap-around, no division).
         let total = n + PROBE - 1;
         total
-            .checked_mul(std::mem::size_of::<Bucket>())
+            .checked_mul(std::mem::size_of::<Bucket>() + 8)
             .filter(|&b| b <= isize::MAX as usize)
             .ok_or(KeyedError::CapacityTooLarge)?;
         let buckets: Box<[Bucket]> = std::iter::repeat_with(|| {
-            CachePadded::new(std::array::from_fn(|_| AtomicU128::new(0)))
+            CachePadded::new(std::array::from_fn(|_| Slot {
+                fp: AtomicU64::new(0),
+                st: AtomicU64::new(0),
+            }))
         })
         .take(total)
         .collect();
-        let locks: Box<[AtomicU8]> = std::iter::repeat_with(|| AtomicU8::new(0))
-            .take(n)
+        let ctl: Box<[AtomicU64]> = std::iter::repeat_with(|| AtomicU64::new(0))
+            .take(total)
             .collect();
         Ok(KeyedLimiter {
             buckets,
+            ctl,
             homes: n,
-            locks,
             hasher,
             algorithm,
             capacity,
@@ -347,13 +437,13 @@ impl<A: KeyedState, S: BuildHasher> KeyedLimiter<A, S> {
 
     /// Bytes of the table (fixed at construction).
     pub fn memory_bytes(&self) -> usize {
-        std::mem::size_of_val(&*self.buckets) + std::mem::size_of_val(&*self.locks)
+        std::mem::size_of_val(&*self.buckets) + std::mem::size_of_val(&*self.ctl)
     }
 
     /// Slots ever claimed by a key (O(table); for metrics, not the hot path).
     pub fn occupied(&self) -> usize {
         self.slots()
-            .filter(|s| hi(s.load(Ordering::Relaxed)) != 0)
+            .filter(|s| s.fp.load(Ordering::Relaxed) != 0)
             .count()
     }
 
@@ -362,8 +452,8 @@ impl<A: KeyedState, S: BuildHasher> KeyedLimiter<A, S> {
     pub fn len(&self, now: Nanos) -> usize {
         self.slots()
             .filter(|s| {
-                let v = s.load(Ordering::Relaxed);
-                hi(v) != 0 && !self.algorithm.is_fresh(lo(v), now)
+                s.fp.load(Ordering::Relaxed) != 0
+                    && !self.algorithm.is_fresh(s.st.load(Ordering::Relaxed), now)
             })
             .count()
     }
@@ -373,15 +463,20 @@ impl<A: KeyedState, S: BuildHasher> KeyedLimiter<A, S> {
         self.len(now) == 0
     }
 
-    fn slots(&self) -> impl Iterator<Item = &AtomicU128> {
+    fn slots(&self) -> impl Iterator<Item = &Slot> {
         self.buckets.iter().flat_map(|b| b.iter())
     }
 
-    /// Fingerprint (never 0) and home bucket of a key.
-    #[inline]
+    /// Fingerprint (low 8 bits clear, never 0) and home bucket of a key.
+    #[inline(always)]
     fn locate<K: Hash + ?Sized>(&self, key: &K) -> (u64, usize) {
         let h = self.hasher.hash_one(key);
-        let fp = if h == 0 { 1 } else { h };
+        // The fingerprint is the hash's low 56 bits, shifted over the
+        // slot's 8-bit handover generation (`GEN`); never 0.
+        let fp = match h << 8 {
+            0 => 1 << 8,
+            f => f,
+        };
         // Multiply-high maps the hash onto 0..len without a division; the
         // result is < len, so it fits a usize.
         #[allow(clippy::cast_possible_truncation)]
@@ -389,154 +484,376 @@ impl<A: KeyedState, S: BuildHasher> KeyedLimiter<A, S> {
         (fp, home)
     }
 
-    /// The slots of a key's probe window, in order.
-    #[inline]
-    fn window(&self, home: usize) -> impl Iterator<Item = &AtomicU128> {
-        self.buckets[home..home + PROBE]
-            .iter()
-            .flat_map(|b| b.iter())
+    /// The slots of a key's probe window, in order, with their buckets.
+    fn window(&self, home: usize) -> impl Iterator<Item = (usize, &Slot)> {
+        (home..home + PROBE).flat_map(move |b| self.buckets[b].iter().map(move |s| (b, s)))
     }
 
-    /// The slot holding `fp` and the word it held when found, or `None`
-    /// (stopping at the first never-used slot: a key is always inserted
-    /// before any never-used slot of its window, and slots are never emptied,
-    /// only handed over).
-    #[inline]
-    fn lookup(&self, fp: u64, home: usize) -> Option<(&AtomicU128, u128)> {
-        for slot in self.window(home) {
-            // Acquire: see the type's "Memory ordering".
-            let v = slot.load(Ordering::Acquire);
-            if hi(v) == fp {
-                return Some((slot, v));
+    /// The bucket and slot holding `fp`, or `None`. A slot is *empty* when
+    /// both its words are 0 (a slot being claimed has its state set before
+    /// its fingerprint); a key is always inserted before any empty slot of
+    /// its window, and slots never become empty again, so the search stops
+    /// at the first empty one.
+    #[inline(always)]
+    fn lookup(&self, fp: u64, home: usize) -> Option<(usize, &Slot)> {
+        for b in home..home + PROBE {
+            let bucket = &self.buckets[b];
+            // Acquire: the state a fingerprint was published with is
+            // visible once the fingerprint is. All 8 compared without a
+            // branch per slot.
+            let (mut hit, mut unused) = (0u32, 0u32);
+            for (i, slot) in bucket.iter().enumerate() {
+                let f = slot.fp.load(Ordering::Acquire);
+                hit |= u32::from(f & !GEN == fp) << i;
+                unused |= u32::from(f == 0) << i;
             }
-            if v == 0 {
-                return None;
+            if hit != 0 {
+                return Some((b, &bucket[hit.trailing_zeros() as usize]));
+            }
+            while unused != 0 {
+                if bucket[unused.trailing_zeros() as usize]
+                    .st
+                    .load(Ordering::Acquire)
+                    == 0
+                {
+                    return None;
+                }
+                unused &= unused - 1;
             }
         }
         None
     }
 
-    /// Applies `step` to `fp`'s slot in a CAS loop, starting from `cur`, the
-    /// word last seen in it. `None` if the slot no longer holds `fp` (it was
-    /// fresh and was handed to another key).
-    #[inline]
-    fn apply<R>(
+    /// Runs `step` (a pure transition of one key's state: result and state
+    /// to store) on `key`'s state, atomically. A key not tracked is in the
+    /// fresh state `0`; it gets a slot only if a tightening `step` stores
+    /// something. `Err(r)` carries the result when a slot was needed and none
+    /// could be had under [`WhenFull::Deny`] or [`WhenFull::AllowUntracked`].
+    #[inline(always)]
+    fn transact<K: Hash + ?Sized, R>(
         &self,
-        slot: &AtomicU128,
-        mut cur: u128,
+        key: &K,
+        now: Nanos,
+        mode: Mode,
+        step: impl Fn(u64) -> (R, Option<u64>),
+    ) -> Result<R, R> {
+        let (fp, home) = self.locate(key);
+        self.transact_at(fp, home, now, mode, step)
+    }
+
+    #[inline(always)]
+    fn transact_at<R>(
+        &self,
+        fp: u64,
+        home: usize,
+        now: Nanos,
+        mode: Mode,
+        step: impl Fn(u64) -> (R, Option<u64>),
+    ) -> Result<R, R> {
+        // The hot path (a tracked key, no handover) inline; the rest apart.
+        if mode == Mode::Tighten {
+            if let Some((b, slot)) = self.lookup(fp, home) {
+                if let Some(r) = self.tighten(b, slot, fp, &step) {
+                    return Ok(r);
+                }
+            }
+        }
+        self.transact_slow(fp, home, now, mode, &step)
+    }
+
+    #[inline(never)]
+    fn transact_slow<R>(
+        &self,
+        fp: u64,
+        home: usize,
+        now: Nanos,
+        mode: Mode,
+        step: &impl Fn(u64) -> (R, Option<u64>),
+    ) -> Result<R, R> {
+        loop {
+            match (self.lookup(fp, home), mode) {
+                (Some((b, slot)), Mode::Tighten) => {
+                    if let Some(r) = self.tighten(b, slot, fp, step) {
+                        return Ok(r);
+                    }
+                }
+                (Some((b, slot)), Mode::Loosen) => {
+                    if let Some(r) = self.loosen(b, slot, fp, step) {
+                        return Ok(r);
+                    }
+                }
+                (None, Mode::Tighten) => match self.insert(fp, home, now, step) {
+                    Insert::Done(r) => return Ok(r),
+                    Insert::Full(r) => return Err(r),
+                    Insert::Retry => {}
+                },
+                // A key not tracked is fresh: there is nothing to loosen.
+                (None, Mode::Loosen) => return Ok(step(0).0),
+            }
+        }
+    }
+
+    /// The lock-free update of `fp`'s slot in bucket `b` (see the type's
+    /// "Memory ordering"). `None`: the slot was handed to another key; look
+    /// the key up again.
+    #[inline(always)]
+    fn tighten<R>(
+        &self,
+        b: usize,
+        slot: &Slot,
         fp: u64,
         step: &impl Fn(u64) -> (R, Option<u64>),
     ) -> Option<R> {
+        let ctl = &self.ctl[b];
+        let wait = Backoff::new();
         loop {
-            if hi(cur) != fp {
+            let v1 = ctl.load(Ordering::Acquire);
+            if v1 & HANDOVER != 0 {
+                backoff(&wait);
+                continue;
+            }
+            let w1 = slot.fp.load(Ordering::Acquire);
+            if w1 & !GEN != fp {
                 return None;
             }
-            let (r, new) = step(lo(cur));
+            let s = slot.st.load(Ordering::Acquire);
+            let (r, new) = step(s);
+            let Some(new) = new else {
+                // Read-only (a denial, a peek): `s` was this key's state if
+                // the slot did not change hands meanwhile.
+                if self.kept(ctl, v1, slot, w1) {
+                    return Some(r);
+                }
+                continue;
+            };
+            if slot
+                .st
+                .compare_exchange(s, new, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+            {
+                continue;
+            }
+            if self.kept(ctl, v1, slot, w1) {
+                return Some(r);
+            }
+            // A slot of this bucket changed hands around the CAS: it may have
+            // landed on another key (module docs, "Slots handed over
+            // mid-check"). Take it back and start again.
+            self.take_back(b, slot, s, new);
+            return None;
+        }
+    }
+
+    /// Whether `slot` kept its key throughout since the control word read
+    /// `v1` (no handover in progress then) and the slot's word read `w1`,
+    /// given a read or CAS of its state in between.
+    ///
+    /// Same bucket handover count and none in progress: no slot of the
+    /// bucket changed hands. Otherwise wait out a handover in progress and
+    /// compare the slot's word: every handover of the slot bumps its 8-bit
+    /// generation, and the slot cannot have been handed over more often than
+    /// the bucket, so with fewer than 256 bucket handovers since `v1` an
+    /// unchanged word means an unchanged owner. (The count is bumped after
+    /// the word is stored, `Release`; these `Acquire` reads see both.) 256 or
+    /// more: cannot tell, report a change (the caller takes its write back).
+    #[inline(always)]
+    fn kept(&self, ctl: &AtomicU64, v1: u64, slot: &Slot, w1: u64) -> bool {
+        let v2 = ctl.load(Ordering::Acquire);
+        if v2 & HANDOVER == 0 && v2 >> 2 == v1 >> 2 {
+            return true;
+        }
+        self.kept_slow(ctl, v1, slot, w1)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn kept_slow(&self, ctl: &AtomicU64, v1: u64, slot: &Slot, w1: u64) -> bool {
+        let wait = Backoff::new();
+        let v3 = loop {
+            let v = ctl.load(Ordering::Acquire);
+            if v & HANDOVER == 0 {
+                break v;
+            }
+            backoff(&wait);
+        };
+        (v3 >> 2) - (v1 >> 2) <= GEN && slot.fp.load(Ordering::Acquire) == w1
+    }
+
+    /// Removes this check's write `before -> after` from `slot`: exactly if
+    /// nothing was written since, else by [`KeyedState::undo`] if the
+    /// algorithm can, else leaves it (stricter for whoever holds the slot).
+    #[cold]
+    #[inline(never)]
+    fn take_back(&self, b: usize, slot: &Slot, before: u64, after: u64) {
+        if slot
+            .st
+            .compare_exchange(after, before, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            return;
+        }
+        let _lock = self.lock(b);
+        let mut cur = slot.st.load(Ordering::Acquire);
+        while let Some(v) = self.algorithm.undo(cur, before, after) {
+            match slot
+                .st
+                .compare_exchange(cur, v, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return,
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// A loosening update (refund, release) of `fp`'s slot in bucket `b`,
+    /// under the bucket's lock: no handover can move the slot meanwhile.
+    /// `None`: the slot was handed over before the lock was taken.
+    #[inline(never)]
+    fn loosen<R>(
+        &self,
+        b: usize,
+        slot: &Slot,
+        fp: u64,
+        step: &impl Fn(u64) -> (R, Option<u64>),
+    ) -> Option<R> {
+        let _lock = self.lock(b);
+        if slot.fp.load(Ordering::Acquire) & !GEN != fp {
+            return None;
+        }
+        let mut cur = slot.st.load(Ordering::Acquire);
+        loop {
+            let (r, new) = step(cur);
             let Some(new) = new else { return Some(r) };
-            // AcqRel/Acquire: see the type's "Memory ordering".
-            match slot.compare_exchange(cur, pack(fp, new), Ordering::AcqRel, Ordering::Acquire) {
+            match slot
+                .st
+                .compare_exchange(cur, new, Ordering::AcqRel, Ordering::Acquire)
+            {
                 Ok(_) => return Some(r),
                 Err(actual) => cur = actual,
             }
         }
     }
 
-    /// Runs `step` (a pure transition of one key's state: result and state
-    /// to store) on `key`'s state, atomically. A key not tracked is in the
-    /// fresh state `0`; it gets a slot only if `step` stores something.
-    /// `Err(r)` carries the result when a slot was needed and none could be
-    /// had under [`WhenFull::Deny`] or [`WhenFull::AllowUntracked`].
-    #[inline]
-    fn transact<K: Hash + ?Sized, R>(
-        &self,
-        key: &K,
-        now: Nanos,
-        step: impl Fn(u64) -> (R, Option<u64>),
-    ) -> Result<R, R> {
-        let (fp, home) = self.locate(key);
-        self.transact_at(fp, home, now, step)
-    }
-
-    #[inline]
-    fn transact_at<R>(
-        &self,
-        fp: u64,
-        home: usize,
-        now: Nanos,
-        step: impl Fn(u64) -> (R, Option<u64>),
-    ) -> Result<R, R> {
-        while let Some((slot, cur)) = self.lookup(fp, home) {
-            if let Some(r) = self.apply(slot, cur, fp, &step) {
-                return Ok(r);
-            }
-        }
-        self.insert(fp, home, now, &step)
-    }
-
     #[cold]
+    #[inline(never)]
     fn insert<R>(
         &self,
         fp: u64,
         home: usize,
         now: Nanos,
         step: &impl Fn(u64) -> (R, Option<u64>),
-    ) -> Result<R, R> {
+    ) -> Insert<R> {
         // A key not found is in the fresh state: decide on that first, so a
-        // refusal (or a read-only step) needs no slot at all.
+        // refusal (or a read-only step) needs no slot at all. A first state
+        // of 0 is the fresh state itself: nothing to keep either.
         let (r, new) = step(0);
-        let Some(new) = new else { return Ok(r) };
-        let _lock = self.lock(home);
+        let Some(new) = new.filter(|&n| n != 0) else {
+            return Insert::Done(r);
+        };
+        let _home = self.lock(home);
         // Under the lock no one else inserts a key of this home bucket: look
         // again for a copy inserted while we waited.
-        while let Some((slot, cur)) = self.lookup(fp, home) {
-            if let Some(r) = self.apply(slot, cur, fp, step) {
-                return Ok(r);
+        if self.lookup(fp, home).is_some() {
+            return Insert::Retry;
+        }
+        // The first empty slot: claim it by its state (another home's
+        // insertion may race for it), then publish the fingerprint.
+        for (_, slot) in self.window(home) {
+            if slot.fp.load(Ordering::Acquire) == 0
+                && slot
+                    .st
+                    .compare_exchange(0, new, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+            {
+                slot.fp.store(fp, Ordering::Release);
+                return Insert::Done(r);
             }
         }
-        let word = pack(fp, new);
-        for slot in self.window(home) {
-            let mut cur = slot.load(Ordering::Acquire);
-            // Never used, or holding a fresh state: claimable. The CAS fails
-            // if the slot changed meanwhile (an update of its key, or another
-            // home's insertion); then look at what it holds now.
-            while cur == 0 || (hi(cur) != fp && self.algorithm.is_fresh(lo(cur), now)) {
-                match slot.compare_exchange(cur, word, Ordering::AcqRel, Ordering::Acquire) {
-                    Ok(_) => return Ok(r),
-                    Err(actual) => cur = actual,
-                }
+        // A slot holding a fresh state: hand it over.
+        for (b, slot) in self.window(home) {
+            let old = slot.fp.load(Ordering::Acquire);
+            let cur = slot.st.load(Ordering::Acquire);
+            if old != 0
+                && self.algorithm.is_fresh(cur, now)
+                && self.hand_over(b, home, slot, old, cur, fp, new)
+            {
+                return Insert::Done(r);
             }
         }
         if self.when_full != WhenFull::EvictNearestFresh {
-            return Err(r);
+            return Insert::Full(r);
         }
         loop {
             let victim = self
                 .window(home)
-                .map(|s| (s, s.load(Ordering::Acquire)))
-                .min_by_key(|&(_, v)| self.algorithm.distance_from_fresh(lo(v), now));
-            let Some((slot, v)) = victim else {
-                return Err(r);
+                .map(|(b, s)| {
+                    let v = s.st.load(Ordering::Acquire);
+                    (b, s, s.fp.load(Ordering::Acquire), v)
+                })
+                .filter(|&(_, _, old, _)| old != 0)
+                .min_by_key(|&(_, _, _, v)| self.algorithm.distance_from_fresh(v, now));
+            let Some((b, slot, old, v)) = victim else {
+                return Insert::Full(r);
             };
-            if slot
-                .compare_exchange(v, word, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-            {
-                return Ok(r);
+            if self.hand_over(b, home, slot, old, v, fp, new) {
+                return Insert::Done(r);
             }
         }
     }
 
-    fn lock(&self, home: usize) -> LockGuard<'_> {
-        let lock = &self.locks[home];
-        let b = Backoff::new();
-        // Acquire: pairs with the Release in `LockGuard::drop`.
-        while lock
-            .compare_exchange_weak(0, 1, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            backoff(&b);
+    /// Gives `slot` (in bucket `b`, holding key `old` with state `cur`) to key
+    /// `fp` with first state `new`, if it still holds exactly that. The caller
+    /// holds the lock of `home <= b`.
+    #[allow(clippy::too_many_arguments)]
+    fn hand_over(
+        &self,
+        b: usize,
+        home: usize,
+        slot: &Slot,
+        old: u64,
+        cur: u64,
+        fp: u64,
+        new: u64,
+    ) -> bool {
+        // Locks are taken in ascending bucket order (home, then b): no cycle.
+        let _lock = (b != home).then(|| self.lock(b));
+        if slot.fp.load(Ordering::Acquire) != old {
+            return false;
         }
-        LockGuard(lock)
+        let ctl = &self.ctl[b];
+        // Relaxed: published by the Release half of the CAS just below.
+        ctl.fetch_or(HANDOVER, Ordering::Relaxed);
+        let ok = slot
+            .st
+            .compare_exchange(cur, new, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if ok {
+            // The new key, and the slot's handover generation + 1.
+            slot.fp
+                .store(fp | (old.wrapping_add(1) & GEN), Ordering::Release);
+            // Clears HANDOVER (set) and counts one handover.
+            ctl.fetch_add(HANDED - HANDOVER, Ordering::Release);
+        } else {
+            ctl.fetch_and(!HANDOVER, Ordering::Release);
+        }
+        ok
+    }
+
+    fn lock(&self, b: usize) -> LockGuard<'_> {
+        let ctl = &self.ctl[b];
+        let wait = Backoff::new();
+        loop {
+            let v = ctl.load(Ordering::Relaxed);
+            // Acquire: pairs with the Release in `LockGuard::drop`.
+            if v & LOCKED == 0
+                && ctl
+                    .compare_exchange_weak(v, v | LOCKED, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                return LockGuard(ctl);
+            }
+            backoff(&wait);
+        }
     }
 }
 
@@ -559,7 +876,7 @@ impl<A: KeyedAlgorithm, S: BuildHasher> KeyedLimiter<A, S> {
         cost: u32,
     ) -> KeyedDecision {
         let step = |state| self.algorithm.decide(quota, state, now, cost);
-        match self.transact(key, now, step) {
+        match self.transact(key, now, Mode::Tighten, step) {
             Ok(d) => KeyedDecision::Decided(d),
             Err(d) => match self.when_full {
                 WhenFull::AllowUntracked => KeyedDecision::Untracked(d),
@@ -590,17 +907,19 @@ impl<A: KeyedAlgorithm, S: BuildHasher> KeyedLimiter<A, S> {
         now: Nanos,
         cost: u32,
     ) -> Decision {
-        let (fp, home) = self.locate(key);
-        let state = self.lookup(fp, home).map_or(0, |(_, v)| lo(v));
-        self.algorithm.decide(quota, state, now, cost).0
+        let step = |state| (self.algorithm.decide(quota, state, now, cost).0, None);
+        match self.transact(key, now, Mode::Tighten, step) {
+            Ok(d) | Err(d) => d,
+        }
     }
 
     /// The state of `key` at `now` without consuming anything. A key not
     /// tracked reads as fresh.
     pub fn peek<K: Hash + ?Sized>(&self, key: &K, quota: &A::Quota, now: Nanos) -> Snapshot {
-        let (fp, home) = self.locate(key);
-        let state = self.lookup(fp, home).map_or(0, |(_, v)| lo(v));
-        self.algorithm.snapshot(quota, state, now)
+        let step = |state| (self.algorithm.snapshot(quota, state, now), None);
+        match self.transact(key, now, Mode::Tighten, step) {
+            Ok(s) | Err(s) => s,
+        }
     }
 
     /// Gives back `cost` units of `key` that were admitted but not used
@@ -617,9 +936,7 @@ impl<A: KeyedAlgorithm, S: BuildHasher> KeyedLimiter<A, S> {
             Some(new) => (self.algorithm.snapshot(quota, new, now), Some(new)),
             None => (self.algorithm.snapshot(quota, state, now), None),
         };
-        // A refund of an untracked key stores nothing (fresh stays fresh),
-        // so it never needs a slot.
-        match self.transact(key, now, step) {
+        match self.transact(key, now, Mode::Loosen, step) {
             Ok(s) | Err(s) => s,
         }
     }
@@ -635,31 +952,13 @@ impl<A: KeyedState, S> fmt::Debug for KeyedLimiter<A, S> {
     }
 }
 
-struct LockGuard<'a>(&'a AtomicU8);
+struct LockGuard<'a>(&'a AtomicU64);
 
 impl Drop for LockGuard<'_> {
     fn drop(&mut self) {
         // Release: pairs with the Acquire in `KeyedLimiter::lock`.
-        self.0.store(0, Ordering::Release);
+        self.0.fetch_and(!LOCKED, Ordering::Release);
     }
-}
-
-#[inline]
-fn pack(fp: u64, state: u64) -> u128 {
-    (u128::from(fp) << 64) | u128::from(state)
-}
-
-#[inline]
-fn hi(v: u128) -> u64 {
-    (v >> 64) as u64
-}
-
-#[inline]
-fn lo(v: u128) -> u64 {
-    // The low half, on purpose.
-    #[allow(clippy::cast_possible_truncation)]
-    let lo = v as u64;
-    lo
 }
 
 #[cfg(test)]

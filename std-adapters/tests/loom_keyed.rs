@@ -7,7 +7,7 @@ use std::num::NonZeroU32;
 
 use loom::sync::Arc;
 use loom::thread;
-use tollgate::keyed::{KeyedGcra, KeyedLimiter};
+use tollgate::keyed::{KeyedDecision, KeyedGcra, KeyedLimiter, KeyedSemaphore};
 use tollgate::{Nanos, Quota};
 
 fn quota(burst: u32) -> Quota {
@@ -57,5 +57,138 @@ fn insert_racing_reclamation() {
         // Each holds exactly one unit of its two.
         assert_eq!(s.peek(&0u32, &quota(2), t1).remaining, 1);
         assert_eq!(s.peek("new", &quota(2), t1).remaining, 1);
+    });
+}
+
+/// Maps a `u64` key to itself, so a model can choose where keys live: keys
+/// below 2^56 / homes all have home bucket 0 and one 32-slot probe window.
+#[derive(Clone, Copy, Default)]
+struct Identity;
+impl std::hash::BuildHasher for Identity {
+    type Hasher = IdentityHasher;
+    fn build_hasher(&self) -> IdentityHasher {
+        IdentityHasher(0)
+    }
+}
+struct IdentityHasher(u64);
+impl std::hash::Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// Slots in a key's probe window (4 buckets of 8).
+const WINDOW: u64 = 32;
+
+fn builder() -> loom::model::Builder {
+    // Filling the window is a long single-threaded prefix: raise the branch
+    // limit (it counts operations, not interleavings).
+    let mut model = loom::model::Builder::new();
+    model.max_branches = 1_000_000;
+    model
+}
+
+/// Key 1 sits in the window's first slot with a state that is fresh at t1;
+/// every other slot holds a key that is not. A check of key 1 races the
+/// insertion of key 100, which must take key 1's slot: whatever the
+/// interleaving, each key ends with exactly the one unit it was charged (no
+/// charge lost, none landing on the other key).
+#[test]
+fn check_racing_handover_of_its_own_slot() {
+    let t0 = Nanos::ZERO;
+    let t1 = Nanos::from_secs(1);
+    builder().check(move || {
+        let s = Arc::new(KeyedLimiter::with_hasher(1, KeyedGcra, Identity).unwrap());
+        assert!(s.check(&1u64, &quota(1), t0).is_allowed());
+        let minute = Quota::per_minute(NonZeroU32::new(1).unwrap());
+        for k in 2..=WINDOW {
+            assert!(s.check(&k, &minute, t0).is_allowed());
+        }
+        let s2 = s.clone();
+        let t = thread::spawn(move || s2.check(&1u64, &quota(2), t1).is_allowed());
+        let new_key = s.check(&100u64, &quota(2), t1).is_allowed();
+        let old_key = t.join().unwrap();
+        // Whoever comes second may find no slot: key 1 charged first makes
+        // its slot not fresh (key 100 refused, store full); key 100 first
+        // takes it (key 1 refused). Never both refused; a refused key is
+        // charged nothing, an admitted one exactly one unit.
+        assert!(new_key || old_key);
+        let left = |admitted| if admitted { 1 } else { 2 };
+        assert_eq!(s.peek(&1u64, &quota(2), t1).remaining, left(old_key));
+        assert_eq!(s.peek(&100u64, &quota(2), t1).remaining, left(new_key));
+    });
+}
+
+/// A refund that makes key 1 fresh races the insertion of key 100, which
+/// can only get key 1's slot once it is fresh: the refund never lands on key
+/// 100, and key 100 is admitted exactly when the slot was free for it.
+#[test]
+fn refund_racing_handover() {
+    let t0 = Nanos::ZERO;
+    let t1 = Nanos::from_secs(1);
+    builder().check(move || {
+        let s = Arc::new(KeyedLimiter::with_hasher(1, KeyedGcra, Identity).unwrap());
+        let two = quota(1).with_burst(NonZeroU32::new(2).unwrap());
+        // TAT 2 s: one unit ahead of t1.
+        assert!(s.check_n(&1u64, &two, t0, 2).is_allowed());
+        let minute = Quota::per_minute(NonZeroU32::new(1).unwrap());
+        for k in 2..=WINDOW {
+            assert!(s.check(&k, &minute, t0).is_allowed());
+        }
+        let s2 = s.clone();
+        let t = thread::spawn(move || s2.refund(&1u64, &two, t1, 1).remaining);
+        let new_key = s.check(&100u64, &quota(2), t1);
+        let refunded = t.join().unwrap();
+        // After the refund key 1 is full again (fresh), whoever holds its slot.
+        assert_eq!(refunded, 2);
+        assert_eq!(s.peek(&1u64, &two, t1).remaining, 2);
+        match new_key {
+            KeyedDecision::Decided(d) => {
+                assert!(d.is_allowed());
+                assert_eq!(s.peek(&100u64, &quota(2), t1).remaining, 1);
+            }
+            KeyedDecision::StoreFull => {
+                assert_eq!(s.peek(&100u64, &quota(2), t1).remaining, 2);
+            }
+            other => panic!("{other:?}"),
+        }
+    });
+}
+
+/// A permit of key 1 (whose count is 0, so its slot can be handed over)
+/// races key 100 taking that slot and then taking and giving back a permit
+/// of its own (its count back at 0: the value key 1's acquire compares
+/// against). However the acquire lands, no count leaks and the limit holds.
+#[test]
+fn acquire_racing_handover_never_leaks_a_count() {
+    builder().check(move || {
+        let s = Arc::new(KeyedSemaphore::with_hasher(1, Identity).unwrap());
+        drop(s.try_acquire(&1u64, 1, 1).unwrap());
+        let held: Vec<_> = (2..=WINDOW)
+            .map(|k| s.try_acquire(&k, 1, 1).unwrap())
+            .collect();
+        let s2 = s.clone();
+        let t = thread::spawn(move || {
+            let p = s2.try_acquire(&1u64, 1, 1);
+            let got = p.is_ok();
+            drop(p);
+            got
+        });
+        if let Ok(p) = s.try_acquire(&100u64, 1, 1) {
+            assert_eq!(s.in_use(&100u64), 1);
+            drop(p);
+        }
+        t.join().unwrap();
+        assert_eq!(s.in_use(&1u64), 0);
+        assert_eq!(s.in_use(&100u64), 0);
+        drop(held);
     });
 }

@@ -6,7 +6,7 @@ use std::hash::{BuildHasher, Hash};
 
 use tollgate_core::Nanos;
 
-use super::{KeyedError, KeyedLimiter, KeyedState, WhenFull};
+use super::{KeyedError, KeyedLimiter, KeyedState, Mode, WhenFull};
 
 /// The per-key state is the number of permits in use; `0` (none) is fresh.
 #[derive(Clone, Copy, Debug, Default)]
@@ -21,6 +21,14 @@ impl KeyedState for Concurrency {
     #[inline]
     fn distance_from_fresh(&self, state: u64, _now: Nanos) -> u64 {
         state
+    }
+
+    /// A count taken from a slot that changed hands mid-acquire is given
+    /// back exactly: the new key's count includes it, so it stays above 0 and
+    /// the slot keeps its key until it is given back.
+    #[inline]
+    fn undo(&self, current: u64, before: u64, after: u64) -> Option<u64> {
+        current.checked_sub(after.checked_sub(before)?)
     }
 }
 
@@ -132,7 +140,10 @@ impl<S: BuildHasher> KeyedSemaphore<S> {
                 (Err(ConcurrencyRefused::Full { in_use, max }), None)
             }
         };
-        match self.table.transact_at(fp, home, Nanos::ZERO, step) {
+        match self
+            .table
+            .transact_at(fp, home, Nanos::ZERO, Mode::Tighten, step)
+        {
             Ok(Ok(())) => Ok(KeyedPermit {
                 sem: self,
                 fp,
@@ -148,7 +159,10 @@ impl<S: BuildHasher> KeyedSemaphore<S> {
     pub fn in_use<K: Hash + ?Sized>(&self, key: &K) -> u32 {
         let (fp, home) = self.table.locate(key);
         let step = |in_use: u64| (u32::try_from(in_use).unwrap_or(u32::MAX), None);
-        match self.table.transact_at(fp, home, Nanos::ZERO, step) {
+        match self
+            .table
+            .transact_at(fp, home, Nanos::ZERO, Mode::Tighten, step)
+        {
             Ok(n) | Err(n) => n,
         }
     }
@@ -162,8 +176,11 @@ impl<S: BuildHasher> KeyedSemaphore<S> {
             }
         };
         // A key holding permits is never fresh, so its slot cannot have been
-        // handed over: the release always finds it.
-        let _ = self.table.transact_at(fp, home, Nanos::ZERO, step);
+        // handed over: the release always finds it. Loosening: under the
+        // slot's bucket lock.
+        let _ = self
+            .table
+            .transact_at(fp, home, Nanos::ZERO, Mode::Loosen, step);
     }
 }
 
