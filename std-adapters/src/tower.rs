@@ -383,6 +383,7 @@ where
 /// [`write_headers`](crate::headers::write_headers), without parsing the
 /// names or copying the values).
 fn put_headers(map: &mut http::HeaderMap, headers: Vec<(&'static str, String)>) {
+    map.reserve(headers.len());
     for (name, value) in headers {
         let name = match name {
             "X-RateLimit-Limit" => HeaderName::from_static("x-ratelimit-limit"),

@@ -12,8 +12,9 @@
 //! keep-alive connections, the sides alternating rep by rep; every response
 //! must be a 200. Reported: requests/s (median of the reps), p50 and p99
 //! latency (all reps), and the layer/bare ratios. A second table measures the
-//! same routers in process (`oneshot`, no network): the layer's own cost per
-//! request.
+//! same routers in process (`oneshot`, no network), next to the cheapest
+//! tower middleware (an identity `map_response`) and the policy check alone
+//! (`Engine::check`): the layer's own cost per request.
 //!
 //! Bounded: a fixed number of requests, and the whole run gives up after
 //! `--max-secs` (default 300). Loopback only.
@@ -30,7 +31,9 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
+use tollgate::policy::{Engine, Request as PolicyRequest};
 use tollgate::tower::{Caller, RateLimitLayer};
+use tollgate::{Clock, MonotonicClock, Nanos};
 use tower::ServiceExt;
 
 /// What one run does.
@@ -209,14 +212,31 @@ async fn inproc(router: &Router, n: usize, side: &mut Side) {
     side.rates.push(n as f64 / started.elapsed().as_secs_f64());
 }
 
+/// The policy check alone, on an engine of its own: what the layer spends
+/// in `Engine::check` for the same requests.
+fn engine_only(n: usize, side: &mut Side) {
+    let clock = MonotonicClock::new();
+    let engine = Engine::from_toml(POLICY, clock.unix_nanos_at(Nanos::ZERO)).expect("policy");
+    let keys = keys();
+    let started = Instant::now();
+    for i in 0..n {
+        let req = PolicyRequest::new("GET", "/api/assets")
+            .key(&keys[i % KEYS])
+            .plan("enterprise");
+        let outcome = engine.check(&req, clock.now()).expect("a valid request");
+        side.failures += usize::from(!outcome.is_allowed());
+    }
+    side.rates.push(n as f64 / started.elapsed().as_secs_f64());
+}
+
 /// Runs every rep; returns (network bare, network layer, in-process bare,
-/// in-process no-op layer, in-process layer).
-async fn measure(cfg: Config) -> [Side; 5] {
+/// in-process no-op layer, in-process layer, the policy check alone).
+async fn measure(cfg: Config) -> [Side; 6] {
     let deadline = Instant::now() + cfg.max;
     let (bare, noop, layered) = routers();
     let bare_addr = serve(bare.clone()).await;
     let layer_addr = serve(layered.clone()).await;
-    let mut sides: [Side; 5] = Default::default();
+    let mut sides: [Side; 6] = Default::default();
     // Warm-up: connections, the layer's key slots, the allocator.
     let warm = Config {
         requests: cfg.requests.min(2_000),
@@ -236,6 +256,7 @@ async fn measure(cfg: Config) -> [Side; 5] {
             let router = [&bare, &noop, &layered][s];
             inproc(router, cfg.inproc, &mut sides[2 + s]).await;
         }
+        engine_only(cfg.inproc, &mut sides[5]);
     }
     sides
 }
@@ -244,9 +265,9 @@ fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
-fn report(cfg: Config, sides: &mut [Side; 5]) -> String {
+fn report(cfg: Config, sides: &mut [Side; 6]) -> String {
     let mut out = String::new();
-    let [bare, layer, ibare, inoop, ilayer] = sides;
+    let [bare, layer, ibare, inoop, ilayer, check] = sides;
     out.push_str(&format!(
         "loopback HTTP/1.1: {} requests × {} reps per side, {} keep-alive connections, {KEYS} keys\n\n",
         cfg.requests, cfg.reps, cfg.connections
@@ -282,6 +303,7 @@ fn report(cfg: Config, sides: &mut [Side; 5]) -> String {
         ("bare", &ibare),
         ("no-op layer", &inoop),
         ("layer", &ilayer),
+        ("(the policy check alone: `Engine::check`)", &check),
     ] {
         out.push_str(&format!(
             "| {name} | {:.0} | {:.2} | {} |\n",
