@@ -693,16 +693,7 @@ impl<A: KeyedState, S: BuildHasher> KeyedLimiter<A, S> {
             return;
         }
         let _lock = self.lock(b);
-        let mut cur = slot.st.load(Ordering::Acquire);
-        while let Some(v) = self.algorithm.undo(cur, before, after) {
-            match slot
-                .st
-                .compare_exchange(cur, v, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => return,
-                Err(actual) => cur = actual,
-            }
-        }
+        update(slot, |cur| ((), self.algorithm.undo(cur, before, after)));
     }
 
     /// A loosening update (refund, release) of `fp`'s slot in bucket `b`,
@@ -720,18 +711,7 @@ impl<A: KeyedState, S: BuildHasher> KeyedLimiter<A, S> {
         if slot.fp.load(Ordering::Acquire) & !GEN != fp {
             return None;
         }
-        let mut cur = slot.st.load(Ordering::Acquire);
-        loop {
-            let (r, new) = step(cur);
-            let Some(new) = new else { return Some(r) };
-            match slot
-                .st
-                .compare_exchange(cur, new, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => return Some(r),
-                Err(actual) => cur = actual,
-            }
-        }
+        Some(update(slot, step))
     }
 
     #[cold]
@@ -949,6 +929,26 @@ impl<A: KeyedState, S> fmt::Debug for KeyedLimiter<A, S> {
             .field("buckets", &self.buckets.len())
             .field("when_full", &self.when_full)
             .finish_non_exhaustive()
+    }
+}
+
+/// A CAS loop on `slot`'s state: `step` gives the result and the state to
+/// store (`None`: leave it). For callers that hold the slot's bucket lock,
+/// where the slot cannot change hands.
+fn update<R>(slot: &Slot, step: impl Fn(u64) -> (R, Option<u64>)) -> R {
+    let mut cur = slot.st.load(Ordering::Acquire);
+    loop {
+        let (r, new) = step(cur);
+        let Some(new) = new else { return r };
+        // AcqRel: every state write is an RMW (see `KeyedLimiter`'s "Memory
+        // ordering").
+        match slot
+            .st
+            .compare_exchange(cur, new, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => return r,
+            Err(actual) => cur = actual,
+        }
     }
 }
 
