@@ -1,11 +1,18 @@
 //! Benchmarks for tollgate, side by side with `governor`.
 //!
-//! * `benches/gcra.rs` — criterion groups, one per case, with a `tollgate`
-//!   and a `governor` function in each.
+//! * `benches/*.rs` — criterion groups, one per case, with a `tollgate`
+//!   function and its peer's in each (`governor`, or `tokio` for the
+//!   semaphore; algorithms governor lacks run alone): `gcra.rs`,
+//!   `algorithms.rs` (every core algorithm and the 3-limit composite),
+//!   `keyed.rs` (1K/1M/10M keys, uniform and Zipf hits, inserts), `clock.rs`,
+//!   `headers.rs`. `cargo bench -p tollgate-benches -- --quick` runs them all.
 //! * `src/bin/compare.rs` — the `compare` binary: every case in one process,
 //!   the two sides interleaved repetition by repetition, one JSON line per case.
 //!
 //! This library holds the measurement harness the binary uses.
+
+/// Zipf-distributed indices: skewed key popularity for the keyed benches.
+pub mod zipf;
 
 use std::hint::black_box;
 use std::time::Instant;

@@ -1,4 +1,4 @@
-//! `KeyedLimiter<KeyedGcra>` — small capacity, 48 keys, every `WhenFull`
+//! `KeyedLimiter<KeyedGcra>` — small capacity, 96 keys, every `WhenFull`
 //! policy, per-call quotas from the input, time moving forward only — against
 //! a `HashMap<key, GCRA state>` reference (the TAT each key would have in its
 //! own `Gcra`, updated with the same pure `tollgate_core::gcra` functions that
@@ -6,8 +6,8 @@
 //! call). Mirrors `std-adapters/tests/model_keyed.rs`.
 //!
 //! The hasher places keys: either all in home bucket 0 (one probe window of
-//! 4 buckets × 8 slots = 32 slots that every key competes for, so the store is
-//! full exactly when 32 other keys hold a non-fresh state), or spread over
+//! 8 buckets × 8 slots = 64 slots that every key competes for, so the store is
+//! full exactly when 64 other keys hold a non-fresh state), or spread over
 //! the home buckets.
 //!
 //! Guarantees checked:
@@ -20,7 +20,7 @@
 //! * `StoreFull` only under `WhenFull::Deny`, `Untracked` only under
 //!   `WhenFull::AllowUntracked` (with the decision of a fresh key), both only
 //!   for a key not tracked whose admission needs a slot, and only when the
-//!   probe window is full: at least 32 other keys, homed within 3 buckets of
+//!   probe window is full: at least 64 other keys, homed within 7 buckets of
 //!   it, hold a non-fresh state (with all keys in one home: exactly then);
 //! * under `WhenFull::EvictNearestFresh` a full window evicts exactly one key,
 //!   one whose state is nearest to fresh (single home), which then reads as
@@ -38,11 +38,12 @@ use tollgate::keyed::{KeyedDecision, KeyedGcra, KeyedLimiter, WhenFull};
 use tollgate_core::{Nanos, Quota, gcra};
 
 /// Keys `0..KEYS`: more than a probe window holds.
-const KEYS: u64 = 48;
-/// Slots of one probe window: `PROBE` (4) buckets of `SLOTS` (8) slots, as
-/// documented in the `keyed` module ("at most 4 buckets", "Buckets of 8
-/// slots").
-const WINDOW_SLOTS: usize = 32;
+const KEYS: u64 = 96;
+/// Buckets of one probe window (`PROBE` in the `keyed` module: "the 8
+/// buckets, 64 slots, from the key's home bucket").
+const WINDOW_BUCKETS: usize = 8;
+/// Slots of one probe window: `WINDOW_BUCKETS` buckets of 8 slots.
+const WINDOW_SLOTS: usize = WINDOW_BUCKETS * 8;
 
 /// Maps key `k` to a hash of our choosing: `k + 1` (home bucket 0 for every
 /// key) or a bijective spread over all home buckets. Fingerprints are the
@@ -169,9 +170,9 @@ fuzz_target!(|input: Input| {
     let store = KeyedLimiter::with_hasher(capacity, KeyedGcra, placed)
         .expect("small capacity")
         .when_full(when_full);
-    // Home buckets as the store computes them (load factor 0.7, 8 slots per
-    // bucket, at least PROBE = 4 homes; multiply-high placement).
-    let homes = (capacity * 10).div_ceil(7).div_ceil(8).max(4);
+    // Home buckets as the store computes them (load factor 0.71, 8 slots per
+    // bucket, at least one window's worth of homes; multiply-high placement).
+    let homes = (capacity * 100).div_ceil(71).div_ceil(8).max(WINDOW_BUCKETS);
     let home = |k: u64| ((u128::from(placed.hash(k)) * homes as u128) >> 64) as usize;
     let plan_of = |k: u64| &plans[(k % 3) as usize];
 
@@ -199,7 +200,7 @@ fuzz_target!(|input: Input| {
         // overlaps `key`'s.
         let blockers = model
             .iter()
-            .filter(|&(&k, &s)| k != key && s > now && home(k).abs_diff(home(key)) < 4)
+            .filter(|&(&k, &s)| k != key && s > now && home(k).abs_diff(home(key)) < WINDOW_BUCKETS)
             .count();
         let full = blockers >= WINDOW_SLOTS;
         let mut insertion = false;

@@ -33,35 +33,33 @@ fn same_new_key_inserted_once() {
 }
 
 /// Insertion of a new key reclaiming fresh slots races an update of an old
-/// key in one of them: neither update is lost.
+/// key in one of them: neither update is lost. Identity hashing puts every
+/// key in one window; at t1 every slot is fresh and the new key takes the
+/// first fresh one — key 1's, unless key 1's check came first.
 #[test]
 fn insert_racing_reclamation() {
     let t0 = Nanos::ZERO;
     let t1 = Nanos::from_secs(1);
-    // Filling the table is a long single-threaded prefix: raise the branch
-    // limit (it counts operations, not interleavings).
-    let mut model = loom::model::Builder::new();
-    model.max_branches = 100_000;
-    model.check(move || {
-        let s = Arc::new(store());
-        // Fill the whole table at t0; at t1 every state is fresh.
-        let mut k = 0u32;
-        while s.check(&k, &quota(1), t0).is_allowed() {
-            k += 1;
+    builder().check(move || {
+        let s = Arc::new(KeyedLimiter::with_hasher(1, KeyedGcra, Identity).unwrap());
+        // Fill the window at t0; at t1 every state is fresh.
+        for k in 1..=WINDOW {
+            assert!(s.check(&k, &quota(1), t0).is_allowed());
         }
+        assert_eq!(s.check(&999u64, &quota(1), t0), KeyedDecision::StoreFull);
         let s2 = s.clone();
-        let t = thread::spawn(move || s2.check(&0u32, &quota(2), t1).is_allowed());
-        let new_key = s.check("new", &quota(2), t1).is_allowed();
+        let t = thread::spawn(move || s2.check(&1u64, &quota(2), t1).is_allowed());
+        let new_key = s.check(&100u64, &quota(2), t1).is_allowed();
         assert!(new_key);
         assert!(t.join().unwrap());
         // Each holds exactly one unit of its two.
-        assert_eq!(s.peek(&0u32, &quota(2), t1).remaining, 1);
-        assert_eq!(s.peek("new", &quota(2), t1).remaining, 1);
+        assert_eq!(s.peek(&1u64, &quota(2), t1).remaining, 1);
+        assert_eq!(s.peek(&100u64, &quota(2), t1).remaining, 1);
     });
 }
 
 /// Maps a `u64` key to itself, so a model can choose where keys live: keys
-/// below 2^56 / homes all have home bucket 0 and one 32-slot probe window.
+/// below 2^56 / homes all have home bucket 0 and one 64-slot probe window.
 #[derive(Clone, Copy, Default)]
 struct Identity;
 impl std::hash::BuildHasher for Identity {
@@ -85,8 +83,11 @@ impl std::hash::Hasher for IdentityHasher {
     }
 }
 
-/// Slots in a key's probe window (4 buckets of 8).
-const WINDOW: u64 = 32;
+/// Slots in a key's probe window (8 buckets of 8). Each model checks after
+/// its setup that the window is really full (a new key is refused), so a
+/// change of the window's size fails the models instead of letting the
+/// racing insertion find an empty slot and pass without a handover.
+const WINDOW: u64 = 64;
 
 fn builder() -> loom::model::Builder {
     // Filling the window is a long single-threaded prefix: raise the branch
@@ -112,6 +113,7 @@ fn check_racing_handover_of_its_own_slot() {
         for k in 2..=WINDOW {
             assert!(s.check(&k, &minute, t0).is_allowed());
         }
+        assert_eq!(s.check(&99u64, &minute, t0), KeyedDecision::StoreFull);
         let s2 = s.clone();
         let t = thread::spawn(move || s2.check(&1u64, &quota(2), t1).is_allowed());
         let new_key = s.check(&100u64, &quota(2), t1).is_allowed();
@@ -143,6 +145,7 @@ fn refund_racing_handover() {
         for k in 2..=WINDOW {
             assert!(s.check(&k, &minute, t0).is_allowed());
         }
+        assert_eq!(s.check(&99u64, &minute, t0), KeyedDecision::StoreFull);
         let s2 = s.clone();
         let t = thread::spawn(move || s2.refund(&1u64, &two, t1, 1).remaining);
         let new_key = s.check(&100u64, &quota(2), t1);
@@ -171,10 +174,13 @@ fn refund_racing_handover() {
 fn acquire_racing_handover_never_leaks_a_count() {
     builder().check(move || {
         let s = Arc::new(KeyedSemaphore::with_hasher(1, Identity).unwrap());
-        drop(s.try_acquire(&1u64, 1, 1).unwrap());
+        let first = s.try_acquire(&1u64, 1, 1).unwrap();
         let held: Vec<_> = (2..=WINDOW)
             .map(|k| s.try_acquire(&k, 1, 1).unwrap())
             .collect();
+        // The window is full while key 1 holds its permit.
+        assert!(s.try_acquire(&99u64, 1, 1).is_err());
+        drop(first);
         let s2 = s.clone();
         let t = thread::spawn(move || {
             let p = s2.try_acquire(&1u64, 1, 1);

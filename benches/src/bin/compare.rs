@@ -290,19 +290,24 @@ fn keyed(cfg: &mut Cfg) {
         let (tq, gq) = allowed();
         let mut rng = rand::rngs::StdRng::seed_from_u64(42);
         let mut keys: Vec<u64> = (0..n as u64).map(|_| rng.random()).collect();
+        // Insert path: every key once, in random order. Each side's
+        // resident memory is read before it is built and after its inserts
+        // (the other side is built only after), so each growth is its own.
+        let rss0 = rss_bytes();
         let store = KeyedLimiter::new(n).expect("capacity");
-        let gov = governor::RateLimiter::dashmap_with_clock(gq, fake_clock());
-        // Insert path: every key once, in random order.
         let t0 = Instant::now();
         for k in &keys {
             black_box(store.check(k, &tq, now).is_allowed());
         }
         let t_insert = t0.elapsed().as_nanos() as f64 / n as f64;
+        let rss1 = rss_bytes();
+        let gov = governor::RateLimiter::dashmap_with_clock(gq, fake_clock());
         let g0 = Instant::now();
         for k in &keys {
             black_box(gov.check_key(k).is_ok());
         }
         let g_insert = g0.elapsed().as_nanos() as f64 / n as f64;
+        let rss2 = rss_bytes();
         cfg.emit(
             Line::new(&format!("keyed_first_insert_{}_keys", label(n))).pair(t_insert, g_insert),
         );
@@ -324,17 +329,114 @@ fn keyed(cfg: &mut Cfg) {
             },
         );
         cfg.emit(Line::new(&format!("keyed_check_{}_keys_random", label(n))).pair(a, b));
-        if n == 1_000_000 {
+
+        // Hit path, Zipf-skewed (s = 1): a few hot keys, a long tail, as in
+        // API traffic. The same sequence of keys on both sides.
+        let skewed: Vec<u64> = tollgate_benches::zipf::zipf_indices(n, 1.0, 1 << 22, 7)
+            .into_iter()
+            .map(|r| keys[r])
+            .collect();
+        let (mut i, mut j) = (0usize, 0usize);
+        let (a, b) = side_by_side(
+            cfg.reps,
+            iters,
+            || {
+                i = if i + 1 == skewed.len() { 0 } else { i + 1 };
+                u64::from(store.check(&skewed[i], &tq, now).is_allowed())
+            },
+            || {
+                j = if j + 1 == skewed.len() { 0 } else { j + 1 };
+                u64::from(gov.check_key(&skewed[j]).is_ok())
+            },
+        );
+        cfg.emit(Line::new(&format!("keyed_check_{}_keys_zipf1", label(n))).pair(a, b));
+
+        if n >= 1_000_000 {
+            let per_key = |bytes: Option<u64>| bytes.map_or(f64::NAN, |b| b as f64 / n as f64);
             cfg.emit(
-                Line::new("keyed_bytes_per_key_1m")
+                Line::new(&format!("keyed_bytes_per_key_{}", label(n)))
                     .num("tollgate_bytes", store.memory_bytes() as f64 / n as f64)
+                    .num("tollgate_rss_bytes", per_key(rss1.zip(rss0).map(|(b, a)| b.saturating_sub(a))))
+                    .num("peer_rss_bytes", per_key(rss2.zip(rss1).map(|(b, a)| b.saturating_sub(a))))
                     .str(
                         "how",
-                        "tollgate: table bytes / capacity (fixed at construction)",
+                        "tollgate_bytes: table bytes / capacity (fixed at construction); *_rss_bytes: resident-set growth over building the store and inserting every key once, / keys",
                     ),
             );
         }
     }
+}
+
+/// The process's resident set in bytes (`VmRSS` of `/proc/self/status`);
+/// `None` where that file does not exist.
+fn rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Clock reads: tollgate's `MonotonicClock` next to governor's default
+/// (quanta) clock, and `std::time::Instant` next to `MonotonicClock`.
+fn clocks(cfg: &mut Cfg) {
+    use governor::clock::Clock as _;
+    let t = MonotonicClock::new();
+    let g = governor::clock::DefaultClock::default();
+    let (a, b) = side_by_side(
+        cfg.reps,
+        cfg.iters,
+        || {
+            black_box(t.now());
+            1
+        },
+        || {
+            black_box(g.now());
+            1
+        },
+    );
+    cfg.emit(Line::new("clock_now").pair(a, b).str(
+        "clocks",
+        "MonotonicClock::now (quanta TSC, Nanos since its epoch) vs governor DefaultClock::now (quanta Instant)",
+    ));
+    let start = Instant::now();
+    let (a, b) = side_by_side(
+        cfg.reps,
+        cfg.iters,
+        || start.elapsed().as_nanos() as u64,
+        || t.now().as_u64(),
+    );
+    cfg.emit(
+        Line::new("clock_std_instant_elapsed")
+            .pair(a, b)
+            .str("peer", "tollgate MonotonicClock::now (not governor)"),
+    );
+}
+
+/// Rendering the rate-limit headers of one decision (S4E style plus the
+/// IETF fields): governor renders no headers, so the peer is tollgate's own
+/// GCRA check, for scale.
+fn headers(cfg: &mut Cfg) {
+    use tollgate::headers::{HeaderStyle, RateLimitInfo};
+    let quota = Quota::per_minute(nz(100));
+    let style = HeaderStyle::x_ratelimit().with_ietf("minute");
+    let gcra = pad(Gcra::new(quota));
+    let allowed = gcra.check(Nanos::ZERO);
+    let window = Nanos::from_secs(60);
+    let now_unix = Nanos::from_secs(1_764_000_000);
+    let (a, b) = side_by_side(
+        cfg.reps,
+        cfg.iters / 10,
+        || {
+            let info = RateLimitInfo::new(black_box(&allowed), 100, window);
+            style.render(&info, now_unix).len() as u64
+        },
+        || u64::from(gcra.probe(Nanos::ZERO, 1).is_allowed()),
+    );
+    cfg.emit(
+        Line::new("headers_render_allowed_x_ratelimit_ietf")
+            .pair(a, b)
+            .str("peer", "tollgate GCRA probe (governor renders no headers)"),
+    );
 }
 
 /// What the keyed store's slot width costs on this machine: a load and a
@@ -659,7 +761,8 @@ fn main() {
         out,
     };
     // `--only NAME[,NAME]` runs just those groups (gcra, algorithms, keyed,
-    // policy, scaling; redis only when named); the default runs all.
+    // policy, clock, headers, scaling; redis only when named); the default
+    // runs all.
     let only: Vec<String> = args
         .iter()
         .position(|a| a == "--only")
@@ -680,6 +783,12 @@ fn main() {
     }
     if run("policy") {
         policy(&mut cfg);
+    }
+    if run("clock") {
+        clocks(&mut cfg);
+    }
+    if run("headers") {
+        headers(&mut cfg);
     }
     if run("scaling") {
         scaling(&mut cfg);
