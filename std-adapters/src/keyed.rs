@@ -506,14 +506,17 @@ impl<A: KeyedState, S: BuildHasher> KeyedLimiter<A, S> {
             // Acquire: the state a fingerprint was published with is
             // visible once the fingerprint is. All 8 compared without a
             // branch per slot.
-            let (mut hit, mut unused) = (0u32, 0u32);
+            // `fp` has its low (`GEN`) bits clear, so `f & !GEN == fp` is
+            // `(f ^ fp) <= GEN`: one xor and one compare, kept with a
+            // conditional move. A key has at most one slot in its window.
+            let (mut hit, mut unused) = (SLOTS, 0u32);
             for (i, slot) in bucket.iter().enumerate() {
                 let f = slot.fp.load(Ordering::Acquire);
-                hit |= u32::from(f & !GEN == fp) << i;
+                hit = if (f ^ fp) <= GEN { i } else { hit };
                 unused |= u32::from(f == 0) << i;
             }
-            if hit != 0 {
-                return Some((b, &bucket[hit.trailing_zeros() as usize]));
+            if hit < SLOTS {
+                return Some((b, &bucket[hit]));
             }
             while unused != 0 {
                 if bucket[unused.trailing_zeros() as usize]
