@@ -11,32 +11,11 @@
 #![allow(missing_docs)]
 
 use std::hint::black_box;
-use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use governor::clock::FakeRelativeClock;
 use tollgate::{All, FixedWindow, Gcra, Nanos, Quota, Semaphore, SlidingLog, SlidingWindow};
-
-fn nz(n: u32) -> NonZeroU32 {
-    NonZeroU32::new(n).expect("non-zero")
-}
-
-/// Every check allowed without moving time: 10^9 per second, a burst of
-/// u32::MAX (4.3 s of capacity) on both sides.
-fn allowed() -> (Quota, governor::Quota) {
-    (
-        Quota::per_second(nz(1_000_000_000)).with_burst(NonZeroU32::MAX),
-        governor::Quota::per_second(nz(1_000_000_000)).allow_burst(NonZeroU32::MAX),
-    )
-}
-
-/// governor's manual clock, one second past its epoch (as `now` below).
-fn fake_clock() -> FakeRelativeClock {
-    let c = FakeRelativeClock::default();
-    c.advance(Duration::from_secs(1));
-    c
-}
+use tollgate_benches::{allowed, fake_clock, nz};
 
 /// Runs `op` on a limiter built by `make` afresh for each batch of
 /// iterations criterion asks for (outside the timing): with time standing

@@ -12,10 +12,7 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use governor::clock::FakeRelativeClock;
 use tollgate::{Clock, Gcra, MonotonicClock, Nanos, Quota};
-
-fn nz(n: u32) -> NonZeroU32 {
-    NonZeroU32::new(n).unwrap()
-}
+use tollgate_benches::nz;
 
 /// Every check allowed without moving time: 10^9 per second, a burst of
 /// u32::MAX (4.3 s of capacity) on both sides.

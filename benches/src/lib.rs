@@ -15,7 +15,34 @@
 pub mod zipf;
 
 use std::hint::black_box;
-use std::time::Instant;
+use std::num::NonZeroU32;
+use std::time::{Duration, Instant};
+
+use governor::clock::FakeRelativeClock;
+use tollgate::Quota;
+
+/// `NonZeroU32` from a literal known to be non-zero.
+pub fn nz(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n).expect("non-zero")
+}
+
+/// A quota under which every check in a benchmark is allowed without moving
+/// time: 10^9 per second with a burst of `u32::MAX` (4.3 s of capacity), on
+/// both sides.
+pub fn allowed() -> (Quota, governor::Quota) {
+    (
+        Quota::per_second(nz(1_000_000_000)).with_burst(NonZeroU32::MAX),
+        governor::Quota::per_second(nz(1_000_000_000)).allow_burst(NonZeroU32::MAX),
+    )
+}
+
+/// governor's manual clock, one second past its epoch (the `now` the
+/// tollgate side uses).
+pub fn fake_clock() -> FakeRelativeClock {
+    let c = FakeRelativeClock::default();
+    c.advance(Duration::from_secs(1));
+    c
+}
 
 /// Runs `f` `iters` times and returns nanoseconds per call.
 pub fn time_per_op(iters: u64, mut f: impl FnMut() -> u64) -> f64 {

@@ -20,12 +20,10 @@
 
 use std::hint::black_box;
 use std::io::Write;
-use std::num::NonZeroU32;
 use std::sync::{Arc, Barrier};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use governor::clock::FakeRelativeClock;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use tollgate::keyed::KeyedLimiter;
@@ -33,11 +31,7 @@ use tollgate::{
     All, Clock, FixedWindow, Gcra, MonotonicClock, Nanos, Quota, Semaphore, SlidingLog,
     SlidingWindow,
 };
-use tollgate_benches::{Line, side_by_side};
-
-fn nz(n: u32) -> NonZeroU32 {
-    NonZeroU32::new(n).expect("non-zero")
-}
+use tollgate_benches::{Line, allowed, fake_clock, nz, side_by_side};
 
 struct Cfg {
     reps: usize,
@@ -56,25 +50,9 @@ impl Cfg {
     }
 }
 
-/// A quota under which every check in a benchmark is allowed without moving
-/// time: 10^9 per second with a burst of u32::MAX (4.3 s of capacity), on
-/// both sides.
-fn allowed() -> (Quota, governor::Quota) {
-    (
-        Quota::per_second(nz(1_000_000_000)).with_burst(NonZeroU32::MAX),
-        governor::Quota::per_second(nz(1_000_000_000)).allow_burst(NonZeroU32::MAX),
-    )
-}
-
 /// A value alone on its cache line(s), on the heap.
 fn pad<T>(v: T) -> Box<crossbeam_utils::CachePadded<T>> {
     Box::new(crossbeam_utils::CachePadded::new(v))
-}
-
-fn fake_clock() -> FakeRelativeClock {
-    let c = FakeRelativeClock::default();
-    c.advance(Duration::from_secs(1));
-    c
 }
 
 fn gcra_single(cfg: &mut Cfg) {
