@@ -300,43 +300,36 @@ fn keyed(cfg: &mut Cfg) {
             Line::new(&format!("keyed_first_insert_{}_keys", label(n))).pair(t_insert, g_insert),
         );
 
-        // Hit path: keys visited in (another) random order.
-        keys.shuffle(&mut rng);
+        // Hit path: the two sides check the same sequence of keys, cycling.
         let iters = (cfg.iters / 2).max(n as u64);
-        let (mut i, mut j) = (0usize, 0usize);
-        let (a, b) = side_by_side(
-            cfg.reps,
-            iters,
-            || {
-                i = if i + 1 == keys.len() { 0 } else { i + 1 };
-                u64::from(store.check(&keys[i], &tq, now).is_allowed())
-            },
-            || {
-                j = if j + 1 == keys.len() { 0 } else { j + 1 };
-                u64::from(gov.check_key(&keys[j]).is_ok())
-            },
-        );
+        let reps = cfg.reps;
+        let hits = |seq: &[u64]| {
+            let (mut i, mut j) = (0usize, 0usize);
+            side_by_side(
+                reps,
+                iters,
+                || {
+                    i = if i + 1 == seq.len() { 0 } else { i + 1 };
+                    u64::from(store.check(&seq[i], &tq, now).is_allowed())
+                },
+                || {
+                    j = if j + 1 == seq.len() { 0 } else { j + 1 };
+                    u64::from(gov.check_key(&seq[j]).is_ok())
+                },
+            )
+        };
+        // Keys visited in (another) random order.
+        keys.shuffle(&mut rng);
+        let (a, b) = hits(&keys);
         cfg.emit(Line::new(&format!("keyed_check_{}_keys_random", label(n))).pair(a, b));
 
-        // Hit path, Zipf-skewed (s = 1): a few hot keys, a long tail, as in
-        // API traffic. The same sequence of keys on both sides.
+        // Zipf-skewed (s = 1): a few hot keys, a long tail, as in API
+        // traffic.
         let skewed: Vec<u64> = tollgate_benches::zipf::zipf_indices(n, 1.0, 1 << 22, 7)
             .into_iter()
             .map(|r| keys[r])
             .collect();
-        let (mut i, mut j) = (0usize, 0usize);
-        let (a, b) = side_by_side(
-            cfg.reps,
-            iters,
-            || {
-                i = if i + 1 == skewed.len() { 0 } else { i + 1 };
-                u64::from(store.check(&skewed[i], &tq, now).is_allowed())
-            },
-            || {
-                j = if j + 1 == skewed.len() { 0 } else { j + 1 };
-                u64::from(gov.check_key(&skewed[j]).is_ok())
-            },
-        );
+        let (a, b) = hits(&skewed);
         cfg.emit(Line::new(&format!("keyed_check_{}_keys_zipf1", label(n))).pair(a, b));
 
         if n >= 1_000_000 {
