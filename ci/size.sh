@@ -21,19 +21,21 @@
 # Step::decision -> remaining -> Quota::units_in; what it did not inline, it
 # calls. Measured with rustc 1.95 (the script lists the callees, so a change
 # shows up in its output):
-#   * thumbv7em, "s" and 3: the wrapper is a 12-22-byte call/tail call of
-#     `tollgate_core::gcra::Gcra::check_n` (outlined: it also serves the
-#     `All` composite), which calls nothing: portable-atomic's 64-bit
-#     load/CAS is inlined into it. thumbv7em has 32-bit CAS only, so AtomicU64
-#     is portable-atomic's lock-based fallback (ldrex/strex spinlock + seqlock,
-#     `dmb`, its LOCKS array in .bss), inlined twice (load and CAS).
-#   * thumbv6m "s": the same call of `Gcra::check_n`, which calls
-#     compiler-builtins' `__aeabi_lmul` (the 64-bit multiplies of `units_in`'s
-#     division by reciprocal and of `cost * T`); the firmware's critical
-#     section (cortex-m's critical-section-single-core: mrs primask / cpsid i /
-#     msr primask) is inlined by LTO, no `_critical_section_1_0_*` call is left.
-#   * thumbv6m 3: the whole check is inlined into the wrapper, which calls
-#     only `__aeabi_lmul`.
+#   * thumbv7em (portable-atomic's default global spinlocks), "s": a call of
+#     the outlined `Gcra::check_n` (it also serves the `All` composite),
+#     which inlines the lock (ldrex/strex spin with backoff, `dmb`, a LOCKS
+#     array in .bss) once — `ONE_RMW` in core/src/gcra.rs: one
+#     compare-exchange site, no separate load — and calls `gcra::remaining`
+#     (kept out of line on targets without 64-bit atomics so that its
+#     multiplies are not copied into both arms of the decision). At 3 the
+#     check is inlined into the wrapper.
+#   * thumbv7em+single-core (`unsafe-assume-single-core`: cpsid/cpsie around
+#     the 64-bit access): the whole check inlined into the wrapper, plus
+#     `remaining`.
+#   * thumbv6m (the firmware's critical section, cortex-m's
+#     critical-section-single-core: mrs primask / cpsid i / msr primask,
+#     inlined by LTO): the check inlined into the wrapper; it calls
+#     `remaining` and compiler-builtins' `__aeabi_lmul` (64-bit multiplies).
 # No 64-bit division (`__aeabi_uldivmod`) and no panic path is reached.
 # The script follows direct calls and tail calls (bl, b, b.w) transitively
 # from the wrapper, lists every callee with its size, and reports
@@ -53,14 +55,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/../tests/no_std-smoke"
 
-targets=(thumbv7em-none-eabihf thumbv6m-none-eabi)
+# A target may carry "+single-core": the smoke crate's `single-core` feature
+# (portable-atomic's unsafe-assume-single-core: interrupts disabled around
+# the 64-bit access instead of its global spinlocks).
+targets=(thumbv7em-none-eabihf thumbv7em-none-eabihf+single-core thumbv6m-none-eabi)
 opt_levels=(s 3)
 wrapper=tollgate_no_std_smoke::gcra_check
 limit_target=thumbv7em-none-eabihf
 limit_bytes=512
 
 echo "== ci/size.sh: ${targets[*]} at opt-level ${opt_levels[*]}"
-rustup target add "${targets[@]}"
+rustup target add $(printf '%s\n' "${targets[@]}" | sed 's/+.*//' | sort -u)
 rustup component add llvm-tools
 host=$(rustc -vV | sed -n 's/^host: //p')
 bin="$(rustc --print sysroot)/lib/rustlib/$host/bin"
@@ -148,10 +153,17 @@ rows=()
 details=()
 for opt in "${opt_levels[@]}"; do
     for t in "${targets[@]}"; do
+        triple=${t%%+*}
+        features=()
+        dir="target/size-$opt"
+        if [[ "$t" == *+single-core ]]; then
+            features=(--features single-core)
+            dir="target/size-$opt-single-core"
+        fi
         echo "-- smoke crate for $t at opt-level $opt"
         CARGO_PROFILE_RELEASE_OPT_LEVEL="$opt" \
-            cargo build --locked --release --target "$t" --target-dir "target/size-$opt"
-        out="target/size-$opt/$t/release"
+            cargo build --locked --release --target "$triple" --target-dir "$dir" "${features[@]}"
+        out="$dir/$triple/release"
         elf="$out/tollgate-no-std-smoke"
         "$bin/llvm-nm" -C --print-size --defined-only "$elf" >"$out/size-nm.txt"
         "$bin/llvm-objdump" -d --no-show-raw-insn "$elf" >"$out/size-objdump.txt"
@@ -175,19 +187,19 @@ printf '%s\n' "${details[@]}"
 
 echo
 echo "== code size in bytes (release, lto, codegen-units = 1, panic = abort)"
-printf '%-22s %-4s %8s %9s %8s %7s %7s\n' target opt wrapper +core/pa closure core .text
+printf '%-34s %-4s %8s %9s %8s %7s %7s\n' target opt wrapper +core/pa closure core .text
 for r in "${rows[@]}"; do
     # shellcheck disable=SC2086
-    printf '%-22s %-4s %8s %9s %8s %7s %7s\n' $r
+    printf '%-34s %-4s %8s %9s %8s %7s %7s\n' $r
 done
 
 echo
 verdict=()
 for r in "${rows[@]}"; do
     read -r t opt _ own _ _ _ <<<"$r"
-    if [[ "$t" == "$limit_target" ]]; then
+    if [[ "${t%%+*}" == "$limit_target" ]]; then
         if ((own <= limit_bytes)); then ok="met"; else ok="NOT met"; fi
-        verdict+=("opt-level $opt: $own B, $ok")
+        verdict+=("$t opt-level $opt: $own B, $ok")
     fi
 done
 printf 'target: GCRA check (+core/pa) <= %d B on %s:\n' "$limit_bytes" "$limit_target"

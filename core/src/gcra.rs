@@ -149,8 +149,37 @@ fn step(quota: &Quota, tat: u64, now: u64, cost: u32) -> Step {
     }
 }
 
+/// Whether [`Gcra::check_n`] confirms every outcome with one
+/// compare-exchange instead of a load followed by a compare-exchange.
+///
+/// Where the 64-bit word is native (x86-64, AArch64, RISC-V 64), a load is
+/// nearly free and a denial must not take the cache line away from other
+/// cores, so the check loads first and writes only to admit. Where it is not
+/// (thumbv7em: portable-atomic's global spinlocks, or interrupts disabled
+/// with `unsafe-assume-single-core`), every access costs about the same and
+/// the load path would emit the 64-bit atomic twice; one exchange site keeps
+/// the check small (`ci/size.sh`: 784 → 712 bytes with the spinlocks, 470 →
+/// 388 with interrupts disabled, thumbv7em, opt-level "s"). Not with this
+/// crate's `critical-section` feature (thumbv6m, riscv32imc): there a load is
+/// an inlined critical section and the load path is the smaller one (446 vs
+/// 480 bytes on thumbv6m). `--cfg tollgate_one_rmw` selects it on any
+/// target, so the tests and the loom models exercise it on the build machine
+/// (`ci/loom.sh`, `ci/one_rmw.sh`).
+const ONE_RMW: bool = cfg!(any(
+    all(
+        not(target_has_atomic = "64"),
+        not(feature = "critical-section")
+    ),
+    tollgate_one_rmw
+));
+
 /// Unit requests that fit when the TAT is `ahead` ns past now.
-#[inline]
+///
+/// Out of line where 64-bit arithmetic is software (no native 64-bit
+/// atomics is the proxy): otherwise the optimiser copies its multiplies into
+/// both arms of [`Step::decision`].
+#[cfg_attr(not(target_has_atomic = "64"), inline(never))]
+#[cfg_attr(target_has_atomic = "64", inline)]
 fn remaining(quota: &Quota, ahead: u64) -> u32 {
     let free = quota.units_in(quota.capacity_raw().saturating_sub(ahead));
     // free <= capacity / T == burst, which is a u32.
@@ -293,6 +322,9 @@ impl Gcra {
     /// ```
     #[inline]
     pub fn check_n(&self, now: Nanos, cost: u32) -> Decision {
+        if ONE_RMW {
+            return self.check_n_one_rmw(now, cost);
+        }
         // Relaxed: see "Memory ordering" on the type.
         let mut tat = self.tat.load(Ordering::Relaxed);
         // The `Decision` is built in one place, after the loop: its
@@ -308,6 +340,39 @@ impl Gcra {
             match self
                 .tat
                 .compare_exchange_weak(tat, new_tat, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => break s,
+                Err(actual) => tat = actual,
+            }
+        };
+        s.decision(&self.quota, cost)
+    }
+
+    /// `check_n` for targets without a native 64-bit CAS (see [`ONE_RMW`]):
+    /// one compare-exchange site and no separate load, so the 64-bit
+    /// atomic (a lock or a critical section there) is emitted once.
+    ///
+    /// Every outcome is confirmed by a successful compare-exchange whose
+    /// expected value is the TAT the outcome was computed from: an admission
+    /// stores its new TAT; a refusal or read-out stores the TAT it read
+    /// (the same value, so nothing observable changes — "a denial performs
+    /// no write" still holds for every reader). The first guess is 0 (a
+    /// fresh limiter); when it is wrong the failed exchange returns the
+    /// actual TAT and the loop recomputes from it. Linearizable at the
+    /// successful exchange, like the load-and-CAS loop.
+    #[inline]
+    fn check_n_one_rmw(&self, now: Nanos, cost: u32) -> Decision {
+        let mut tat = 0;
+        let s = loop {
+            let s = step(&self.quota, tat, now.as_u64(), cost);
+            let store = match s {
+                Step::Take { new_tat, .. } => new_tat,
+                _ => tat,
+            };
+            // Relaxed: as in `check_n` (one word, nothing else published).
+            match self
+                .tat
+                .compare_exchange_weak(tat, store, Ordering::Relaxed, Ordering::Relaxed)
             {
                 Ok(_) => break s,
                 Err(actual) => tat = actual,
