@@ -20,6 +20,7 @@
 
 use std::hint::black_box;
 use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Instant;
@@ -218,6 +219,40 @@ fn scaling(cfg: &mut Cfg) {
             gm.push(mops(threads, iters, move |_| u64::from(g.check().is_err())));
         }
         scaling_line(cfg, "scaling_shared_key_denied", threads, &mut tm, &mut gm);
+
+        // The machine's ceiling for (a): no limiter, one bare AtomicU64.
+        // "tollgate" side: the GCRA admission reduced to its bones (load,
+        // max with now, +1, compare-exchange loop); "peer" side: one
+        // fetch_add per op, the fastest any read-modify-write of one word
+        // can go. What (a) can reach with a CAS design is the first; a
+        // fetch_add design the second.
+        let (mut tm, mut gm) = (Vec::new(), Vec::new());
+        for _ in 0..reps {
+            let word = Arc::new(AtomicU64::new(0));
+            tm.push(mops(threads, iters, move |_| {
+                let now = 1_000_000_000u64;
+                let mut t = word.load(Ordering::Relaxed);
+                loop {
+                    let next = t.max(now) + 1;
+                    match word.compare_exchange_weak(t, next, Ordering::Relaxed, Ordering::Relaxed)
+                    {
+                        Ok(_) => return 1,
+                        Err(actual) => t = actual,
+                    }
+                }
+            }));
+            let word = Arc::new(AtomicU64::new(0));
+            gm.push(mops(threads, iters, move |_| {
+                u64::from(word.fetch_add(1, Ordering::Relaxed) < u64::MAX)
+            }));
+        }
+        scaling_line(
+            cfg,
+            "scaling_machine_one_word_cas_vs_fetch_add",
+            threads,
+            &mut tm,
+            &mut gm,
+        );
 
         // (c) distinct keys in one keyed store, all allowed: each thread
         // its own 1 024 keys. Twice: a store sized for exactly the keys in
