@@ -30,7 +30,7 @@ pub mod time_fmt;
 #[cfg(feature = "tower")]
 pub mod tower;
 
-pub use clock::MonotonicClock;
+pub use clock::{CoarseClock, MonotonicClock};
 // Everything of the core, so users depend on this crate alone.
 pub use tollgate_core::*;
 

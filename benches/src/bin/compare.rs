@@ -23,14 +23,14 @@ use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use tollgate::keyed::KeyedLimiter;
 use tollgate::{
-    All, Clock, FixedWindow, Gcra, MonotonicClock, Nanos, Quota, Semaphore, SlidingLog,
-    SlidingWindow,
+    All, Clock, CoarseClock, FixedWindow, Gcra, MonotonicClock, Nanos, Quota, Semaphore,
+    SlidingLog, SlidingWindow,
 };
 use tollgate_benches::{Line, allowed, fake_clock, nz, side_by_side};
 
@@ -126,6 +126,47 @@ fn gcra_single(cfg: &mut Cfg) {
         "clocks",
         "MonotonicClock (quanta TSC) vs governor DefaultClock (quanta)",
     ));
+
+    // Each library's coarse clock: a background thread refreshes the time
+    // every millisecond and a read is a load (tollgate's own thread and
+    // word; governor's QuantaUpkeepClock, quanta's global upkeep thread).
+    let coarse = CoarseClock::new(Duration::from_millis(1)).expect("coarse clock");
+    let g_coarse = governor::clock::QuantaUpkeepClock::from_interval(Duration::from_millis(1))
+        .expect("quanta upkeep thread");
+    let note = "CoarseClock (1 ms) vs governor QuantaUpkeepClock (1 ms)";
+    let t = pad(Gcra::new(tq));
+    let g = pad(governor::RateLimiter::direct_with_clock(
+        gq,
+        g_coarse.clone(),
+    ));
+    let (a, b) = side_by_side(
+        cfg.reps,
+        cfg.iters,
+        || u64::from(t.check(coarse.now()).is_allowed()),
+        || u64::from(g.check().is_ok()),
+    );
+    cfg.emit(
+        Line::new("gcra_check_allowed_coarse_clock")
+            .pair(a, b)
+            .str("clocks", note),
+    );
+    let t = pad(Gcra::new(Quota::per_hour(nz(1))));
+    let g = pad(governor::RateLimiter::direct_with_clock(
+        governor::Quota::per_hour(nz(1)),
+        g_coarse,
+    ));
+    let _ = (t.check(coarse.now()), g.check());
+    let (a, b) = side_by_side(
+        cfg.reps,
+        cfg.iters,
+        || u64::from(!t.check(coarse.now()).is_allowed()),
+        || u64::from(g.check().is_err()),
+    );
+    cfg.emit(
+        Line::new("gcra_check_denied_coarse_clock")
+            .pair(a, b)
+            .str("clocks", note),
+    );
 }
 
 /// Runs `f(thread_index)` `iters` times on each of `threads` threads started
