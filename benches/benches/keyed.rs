@@ -10,6 +10,10 @@
 //!   only random memory access is the store's own. Keys that tollgate's
 //!   store could not place (`StoreFull`, a fraction of a percent at full
 //!   capacity) are left out of the streams, with a note on stderr.
+//! * **Batched hits** (`keyed_hit_*_batch`): the same streams, 64 keys an
+//!   iteration — tollgate's `check_batch` next to governor's `check_key` on
+//!   each of the 64 (governor has no batch API); criterion's throughput
+//!   line gives keys per second.
 //! * **Insert path** (`keyed_insert_*`): the first check of each key, keys
 //!   in random order. Each side inserts fresh keys into a store built for
 //!   `n` keys; once it holds all `n`, a new empty store replaces it outside
@@ -38,7 +42,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
+use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use governor::clock::FakeRelativeClock;
 use rand::{Rng, SeedableRng};
 use tollgate::Nanos;
@@ -178,8 +182,45 @@ fn hit(c: &mut Criterion, size: &Size) {
             })
         });
         g.finish();
+
+        // The same stream, `BATCH_KEYS` keys an iteration: tollgate's
+        // `check_batch`, governor's `check_key` on each (it has no batch
+        // API). Time per iteration is per batch; the throughput line is
+        // keys per second.
+        let mut g = c.benchmark_group(format!("keyed_hit_{}_{order}_batch", size.label));
+        configure(&mut g, size);
+        g.throughput(Throughput::Elements(BATCH_KEYS as u64));
+        let batches = len / BATCH_KEYS;
+        let mut i = 0usize;
+        g.bench_function("tollgate", |b| {
+            b.iter(|| {
+                i = if i + 1 == batches { 0 } else { i + 1 };
+                let mut allowed = 0u32;
+                let keys = &stream[i * BATCH_KEYS..(i + 1) * BATCH_KEYS];
+                store.check_batch(black_box(keys), &tq, NOW, |_, d| {
+                    allowed += u32::from(d.is_allowed());
+                });
+                allowed
+            })
+        });
+        let mut j = 0usize;
+        g.bench_function("governor", |b| {
+            b.iter(|| {
+                j = if j + 1 == batches { 0 } else { j + 1 };
+                let keys = &stream[j * BATCH_KEYS..(j + 1) * BATCH_KEYS];
+                black_box(keys)
+                    .iter()
+                    .map(|k| u32::from(gov.check_key(k).is_ok()))
+                    .sum::<u32>()
+            })
+        });
+        g.finish();
     }
 }
+
+/// Keys per `check_batch` call in the `*_batch` hit groups (as in
+/// `compare`'s `keyed_check_batch_*` lines).
+const BATCH_KEYS: usize = 64;
 
 /// Times first checks of `iters` keys taken in order from `keys`, going on
 /// where the previous batch stopped; when the store holds all of `keys`,

@@ -19,6 +19,11 @@
 //!   in between, the CAS landed on its own key. It waits only while a slot
 //!   of its own bucket is being handed over (three instructions under the
 //!   bucket's lock).
+//! * **Batches of keys overlap their cache misses.** In a table larger than
+//!   the caches a check mostly waits for its bucket to come from memory;
+//!   [`KeyedLimiter::check_batch`] reads the buckets of up to 32 keys at
+//!   once, then checks each key in turn exactly as `check` would (about a
+//!   third of `check`'s time a key at 1M keys).
 //! * **Inserting a new key** takes a lock bit of the key's home bucket: that
 //!   is what guarantees a key is never inserted twice (two budgets would
 //!   admit twice as much). A never-used slot is claimed by a CAS of its state
@@ -86,6 +91,7 @@
 
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
+use std::hint::black_box;
 
 use crossbeam_utils::{Backoff, CachePadded};
 use tollgate_core::{Decision, Nanos, Quota, Snapshot, gcra};
@@ -103,6 +109,11 @@ pub use window::{KeyedFixedWindow, KeyedSlidingWindow};
 const SLOTS: usize = 8;
 /// Buckets a key may live in, starting from its home bucket.
 const PROBE: usize = 8;
+/// Keys whose cache lines [`KeyedLimiter::check_batch`] requests at once
+/// before checking them one by one: 32 keys, 96 lines (6 KB of L1). At 1M
+/// keys (`compare`'s `keyed_check_batch_1m_keys`, 64 keys a call): 8 keys at
+/// once, 51 ns a key; 16, 44 ns; 32, 40 ns; 64, 39 ns.
+const BATCH: usize = 32;
 /// Keys per 100 slots at full capacity (load factor 0.71: with the 8-byte
 /// control word per bucket, 136 bytes per 5.68 keys = 23.9 bytes per key).
 const LOAD_PERCENT: usize = 71;
@@ -487,6 +498,31 @@ impl<A: KeyedState, S: BuildHasher> KeyedLimiter<A, S> {
         #[allow(clippy::cast_possible_truncation)]
         let home = ((u128::from(h) * self.homes as u128) >> 64) as usize;
         (fp, home)
+    }
+
+    /// Reads the control word and both cache lines of each home bucket in
+    /// `at`, back to back, so that their cache misses overlap (no
+    /// compare-and-swap between them to wait for); the values are dropped.
+    /// Relaxed: nothing is decided on them — every check reads its words
+    /// again, from cache, with the orderings of the single-key path.
+    ///
+    /// Passing this read on as the check's `early` control word measured no
+    /// faster, and it would have to be `Acquire`, which on Arm (`ldar`)
+    /// orders every later load after it: the misses would queue again.
+    /// Reading the next bucket too, for keys that overflow their home,
+    /// measured slower (47 against 40 ns a key at 1M keys).
+    #[inline(always)]
+    fn touch(&self, at: &[(u64, usize)]) {
+        let mut sink = 0;
+        for &(_, home) in at {
+            let bucket = &self.buckets[home];
+            sink ^= self.ctl[home].load(Ordering::Relaxed)
+                ^ bucket[0].fp.load(Ordering::Relaxed)
+                ^ bucket[SLOTS - 1].fp.load(Ordering::Relaxed);
+        }
+        // The reads are for their side effect (the lines they bring in): the
+        // sink keeps the compiler from dropping them.
+        black_box(sink);
     }
 
     /// The slots of a key's probe window, in order, with their buckets.
@@ -885,6 +921,111 @@ impl<A: KeyedAlgorithm, S: BuildHasher> KeyedLimiter<A, S> {
         }
     }
 
+    /// Asks to admit one unit for each of `keys`, in order, under `quota` at
+    /// `now`, and hands `each` the index of every key with its decision.
+    /// Allocates nothing.
+    ///
+    /// The decisions, and the store afterwards, are exactly those of calling
+    /// [`check`](Self::check) on each key in turn: a key that appears twice
+    /// is checked twice, the second time after the first one's charge.
+    ///
+    /// It is faster when the store is much larger than the CPU caches. There
+    /// a check waits about 100 ns for its key's bucket to come from memory,
+    /// and the next check's reads barely start before that: the locked
+    /// compare-and-swap that ends a check is a full barrier on x86, and a
+    /// check is too long for the processor to look far past it. So checks
+    /// pay their cache misses one after another. `check_batch` hashes up to
+    /// 32 keys and reads the lines of their home buckets back to back, with
+    /// no compare-and-swap in between, so that their misses overlap; then it
+    /// makes each check, in order, on lines already in cache. Measured with
+    /// `compare` (64 keys a call, the same random order for every side), 1M
+    /// keys: 40–47 ns a key, against 100–190 ns with `check` and 160–400 ns
+    /// with governor's `check_key` in the same runs (a noisy machine; the
+    /// ratio to governor stayed within 0.16–0.25). 1K keys, in cache: 15–16
+    /// ns against 18–19 ns with `check`.
+    ///
+    /// `keys` yields references: `&[u64]`, `&Vec<String>`, or
+    /// `names.iter().copied()` for `str` keys (a key hashes as with `check`,
+    /// so `&&str` and `&str` reach the same limiter).
+    ///
+    /// ```
+    /// use std::num::NonZeroU32;
+    /// use tollgate::keyed::{KeyedDecision, KeyedLimiter};
+    /// use tollgate::{Nanos, Quota};
+    ///
+    /// let store = KeyedLimiter::new(100_000).unwrap();
+    /// let q = Quota::per_minute(NonZeroU32::new(2).unwrap());
+    /// let now = Nanos::ZERO;
+    ///
+    /// // One decision per key, in order: "b" is checked three times.
+    /// let names = ["a", "b", "b", "c", "b"];
+    /// let mut allowed = [false; 5];
+    /// store.check_batch(names.iter().copied(), &q, now, |i, d| allowed[i] = d.is_allowed());
+    /// assert_eq!(allowed, [true, true, true, true, false]);
+    /// assert!(!store.check("b", &q, now).is_allowed()); // the same limiter as `check`'s
+    ///
+    /// // Numeric keys from a slice; decisions into an array (no allocation).
+    /// let ids: [u64; 3] = [7, 8, 7];
+    /// let mut out = [KeyedDecision::StoreFull; 3];
+    /// store.check_batch(&ids, &q, now, |i, d| out[i] = d);
+    /// assert!(out.iter().all(|d| d.is_allowed()));
+    /// ```
+    pub fn check_batch<'k, K, I>(
+        &self,
+        keys: I,
+        quota: &A::Quota,
+        now: Nanos,
+        mut each: impl FnMut(usize, KeyedDecision),
+    ) where
+        K: Hash + ?Sized + 'k,
+        I: IntoIterator<Item = &'k K>,
+    {
+        let mut keys = keys.into_iter();
+        let mut at = [(0u64, 0usize); BATCH];
+        let mut index = 0;
+        loop {
+            let mut n = 0;
+            while n < BATCH {
+                let Some(key) = keys.next() else { break };
+                at[n] = self.locate(key);
+                n += 1;
+            }
+            let chunk = &at[..n];
+            self.touch(chunk);
+            // The checks themselves, in order, exactly as `check` makes them:
+            // `touch` only moved lines into the cache.
+            for &(fp, home) in chunk {
+                each(index, self.check_at(fp, home, quota, now, 1));
+                index += 1;
+            }
+            if n < BATCH {
+                return;
+            }
+        }
+    }
+
+    /// `check_n` of the key with fingerprint `fp` and home bucket `home`
+    /// (`check_n` keeps its own copy: routed through here it stopped being
+    /// inlined into callers, 18 -> 24 ns a check at 1K keys).
+    #[inline(always)]
+    fn check_at(
+        &self,
+        fp: u64,
+        home: usize,
+        quota: &A::Quota,
+        now: Nanos,
+        cost: u32,
+    ) -> KeyedDecision {
+        let step = |state| self.algorithm.decide(quota, state, now, cost);
+        match self.transact_at(fp, home, now, Mode::Tighten, step) {
+            Ok(d) => KeyedDecision::Decided(d),
+            Err(d) => match self.when_full {
+                WhenFull::AllowUntracked => KeyedDecision::Untracked(d),
+                _ => KeyedDecision::StoreFull,
+            },
+        }
+    }
+
     /// The decision `check_n` would make for `cost` units of `key` at `now`,
     /// without consuming anything or inserting the key (read-only). Used to
     /// check several limits before charging any of them.
@@ -1145,5 +1286,157 @@ mod tests {
             KeyedLimiter::new(usize::MAX).err(),
             Some(KeyedError::CapacityTooLarge)
         );
+    }
+
+    /// The whole store, word for word: every slot's fingerprint and state,
+    /// every control word (handover counts included).
+    fn table<S: BuildHasher>(s: &KeyedLimiter<KeyedGcra, S>) -> Vec<u64> {
+        s.slots()
+            .flat_map(|x| [x.fp.load(Ordering::Relaxed), x.st.load(Ordering::Relaxed)])
+            .chain(s.ctl.iter().map(|c| c.load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    #[derive(Clone, Debug)]
+    enum BatchOp {
+        /// `check_batch` of `keys` on one store, `check` of each key in turn
+        /// on the other.
+        Batch {
+            keys: Vec<u64>,
+            plan: usize,
+            dt: u64,
+        },
+        /// The same `check_n` on both: states charged by other costs.
+        CheckN {
+            key: u64,
+            plan: usize,
+            dt: u64,
+            cost: u32,
+        },
+        /// The same refund on both.
+        Refund {
+            key: u64,
+            plan: usize,
+            dt: u64,
+            cost: u32,
+        },
+    }
+
+    fn batch_ops() -> impl proptest::strategy::Strategy<Value = Vec<BatchOp>> {
+        use proptest::prelude::*;
+        // Time only moves forward; by 0 (nothing turns fresh), a little, or
+        // seconds (states turn fresh: slots are handed over).
+        let dt = prop_oneof![3 => Just(0u64), 2 => 0u64..50_000_000, 1 => 0u64..2_000_000_000];
+        // A few hot keys (duplicates within a batch) among 300, far more
+        // than the small stores hold.
+        let key = prop_oneof![0u64..6, 0u64..300];
+        // Batches across the 32-key chunks: empty, partial, several.
+        let keys = prop::collection::vec(key.clone(), 0..80);
+        let op = prop_oneof![
+            4 => (keys, 0usize..3, dt.clone())
+                .prop_map(|(keys, plan, dt)| BatchOp::Batch { keys, plan, dt }),
+            2 => (key.clone(), 0usize..3, dt.clone(), 0u32..=6)
+                .prop_map(|(key, plan, dt, cost)| BatchOp::CheckN { key, plan, dt, cost }),
+            1 => (key, 0usize..3, dt, 0u32..=3)
+                .prop_map(|(key, plan, dt, cost)| BatchOp::Refund { key, plan, dt, cost }),
+        ];
+        prop::collection::vec(op, 1..40)
+    }
+
+    /// Runs `ops` on two stores built alike: `check_batch` on one, `check`
+    /// key by key on the other. Same decisions, same table after every op.
+    fn batch_is_sequential<S: BuildHasher>(
+        make: impl Fn() -> KeyedLimiter<KeyedGcra, S>,
+        ops: &[BatchOp],
+    ) -> Result<(), proptest::test_runner::TestCaseError> {
+        use proptest::prop_assert_eq;
+        let plans = [
+            q(1),
+            q(5).with_burst(NonZeroU32::new(10).unwrap()),
+            Quota::per_minute(NonZeroU32::new(3).unwrap()),
+        ];
+        let (batched, sequential) = (make(), make());
+        let mut now = Nanos::from_secs(1);
+        for op in ops {
+            match op {
+                BatchOp::Batch { keys, plan, dt } => {
+                    now = Nanos::new(now.as_u64() + dt);
+                    let quota = &plans[*plan];
+                    let mut got = Vec::new();
+                    batched.check_batch(keys, quota, now, |i, d| got.push((i, d)));
+                    let want: Vec<_> = keys
+                        .iter()
+                        .map(|k| sequential.check(k, quota, now))
+                        .enumerate()
+                        .collect();
+                    prop_assert_eq!(got, want);
+                }
+                BatchOp::CheckN {
+                    key,
+                    plan,
+                    dt,
+                    cost,
+                } => {
+                    now = Nanos::new(now.as_u64() + dt);
+                    let a = batched.check_n(key, &plans[*plan], now, *cost);
+                    let b = sequential.check_n(key, &plans[*plan], now, *cost);
+                    prop_assert_eq!(a, b);
+                }
+                BatchOp::Refund {
+                    key,
+                    plan,
+                    dt,
+                    cost,
+                } => {
+                    now = Nanos::new(now.as_u64() + dt);
+                    let a = batched.refund(key, &plans[*plan], now, *cost);
+                    let b = sequential.refund(key, &plans[*plan], now, *cost);
+                    prop_assert_eq!(a, b);
+                }
+            }
+            prop_assert_eq!(table(&batched), table(&sequential), "after {:?}", op);
+        }
+        Ok(())
+    }
+
+    proptest::proptest! {
+        /// `check_batch` is `check` on each key in turn — duplicates, full
+        /// stores under every `WhenFull`, handovers — down to every word of
+        /// the table. Random hashing (keys spread over the buckets) and
+        /// identity hashing (all 300 keys homed in bucket 0, one probe
+        /// window: full, evicting, overflowing their home bucket).
+        #[test]
+        fn check_batch_is_check_in_turn(
+            ops in batch_ops(),
+            seed in proptest::prelude::any::<u64>(),
+            policy in 0usize..3,
+            capacity in proptest::prelude::prop_oneof![
+                proptest::strategy::Just(8usize),
+                proptest::strategy::Just(100)
+            ],
+        ) {
+            let when = [
+                WhenFull::Deny,
+                WhenFull::AllowUntracked,
+                WhenFull::EvictNearestFresh,
+            ][policy];
+            let hasher = ahash::RandomState::with_seeds(seed, 1, 2, 3);
+            batch_is_sequential(
+                || {
+                    KeyedLimiter::with_hasher(capacity, KeyedGcra, hasher.clone())
+                        .unwrap()
+                        .when_full(when)
+                },
+                &ops,
+            )?;
+            batch_is_sequential(
+                || {
+                    KeyedLimiter::with_hasher(capacity, KeyedGcra, Identity)
+                        .unwrap()
+                        .when_full(when)
+                },
+                &ops,
+            )?;
+        }
     }
 }

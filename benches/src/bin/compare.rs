@@ -343,6 +343,10 @@ fn fastrand_key(n: u64) -> u64 {
     })
 }
 
+/// Keys per `check_batch` call in the `keyed_check_batch_*` lines: a
+/// server's worth of requests read in one go.
+const BATCH_KEYS: usize = 64;
+
 fn keyed(cfg: &mut Cfg) {
     let now = Nanos::from_secs(1);
     let sizes: &[usize] = if cfg.quick {
@@ -398,6 +402,45 @@ fn keyed(cfg: &mut Cfg) {
         keys.shuffle(&mut rng);
         let (a, b) = hits(&keys);
         cfg.emit(Line::new(&format!("keyed_check_{}_keys_random", label(n))).pair(a, b));
+        let single = a;
+
+        // The same order, handed over `BATCH_KEYS` keys at a time: tollgate's
+        // `check_batch` next to governor's `check_key` on each key of the
+        // batch (governor has no batch API). Per key.
+        let batches = keys.len() / BATCH_KEYS;
+        let next = |i: &mut usize| {
+            *i = if *i + 1 == batches { 0 } else { *i + 1 };
+            &keys[*i * BATCH_KEYS..(*i + 1) * BATCH_KEYS]
+        };
+        let (mut i, mut j) = (0usize, 0usize);
+        let (a, b) = side_by_side(
+            reps,
+            iters / BATCH_KEYS as u64,
+            || {
+                let mut ok = 0;
+                store.check_batch(next(&mut i), &tq, now, |_, d| {
+                    ok += u64::from(d.is_allowed());
+                });
+                ok
+            },
+            || {
+                next(&mut j)
+                    .iter()
+                    .map(|k| u64::from(gov.check_key(k).is_ok()))
+                    .sum()
+            },
+        );
+        let per_key = BATCH_KEYS as f64;
+        cfg.emit(
+            Line::new(&format!("keyed_check_batch_{}_keys", label(n)))
+                .pair(a / per_key, b / per_key)
+                .num("tollgate_single_ns", single)
+                .num("batch_keys", per_key)
+                .str(
+                    "how",
+                    "tollgate check_batch vs governor check_key per key, same random order as keyed_check_*_random; tollgate_single_ns: that line's check",
+                ),
+        );
 
         // Zipf-skewed (s = 1): a few hot keys, a long tail, as in API
         // traffic.
