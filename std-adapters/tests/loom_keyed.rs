@@ -32,6 +32,26 @@ fn same_new_key_inserted_once() {
     });
 }
 
+/// A batch naming a new key twice races a single check of the same key, with
+/// two units of budget: exactly two of the three checks are admitted and the
+/// key has one slot. (The batch's early reads of the bucket decide nothing:
+/// each key is checked as `check` would, after them.)
+#[test]
+fn batch_racing_check_of_the_same_new_key() {
+    loom::model(|| {
+        let s = Arc::new(store());
+        let s2 = s.clone();
+        let t = thread::spawn(move || s2.check("k", &quota(2), Nanos::ZERO).is_allowed());
+        let mut admitted = 0;
+        s.check_batch(["k", "k"], &quota(2), Nanos::ZERO, |_, d| {
+            admitted += usize::from(d.is_allowed())
+        });
+        admitted += usize::from(t.join().unwrap());
+        assert_eq!(admitted, 2);
+        assert_eq!(s.occupied(), 1);
+    });
+}
+
 /// Insertion of a new key reclaiming fresh slots races an update of an old
 /// key in one of them: neither update is lost. Identity hashing puts every
 /// key in one window; at t1 every slot is fresh and the new key takes the
