@@ -1,6 +1,6 @@
 //! Zero allocations per check after construction, counted by a global
 //! allocator, on every path of the keyed store (hit, insert, reclaim, full,
-//! denial, refund, peek) and of the core limiters.
+//! denial, refund, peek; `check_batch`) and of the core limiters.
 
 // A counting allocator needs `unsafe impl GlobalAlloc`; it only forwards to
 // the system allocator.
@@ -10,7 +10,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::num::NonZeroU32;
 
-use tollgate::keyed::{KeyedLimiter, WhenFull};
+use tollgate::keyed::{KeyedDecision, KeyedLimiter, WhenFull};
 use tollgate::{All, Gcra, Nanos, Quota, SlidingLog};
 
 struct Counting;
@@ -89,6 +89,37 @@ fn no_allocation_on_any_check_path() {
         }
     });
     assert_eq!(n, 0, "{n} allocations on check paths");
+}
+
+#[test]
+fn check_batch_allocates_nothing() {
+    let q = Quota::per_second(NonZeroU32::new(2).unwrap());
+    let stores = [
+        WhenFull::Deny,
+        WhenFull::AllowUntracked,
+        WhenFull::EvictNearestFresh,
+    ]
+    .map(|p| KeyedLimiter::new(64).unwrap().when_full(p));
+    let ids: Vec<u64> = (0..500u64).map(|k| k % 97).collect();
+    let names: Vec<String> = (0..200).map(|k| format!("client-{}", k % 50)).collect();
+    let strs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut out = [KeyedDecision::StoreFull; 500];
+    let n = allocations_during(|| {
+        for store in &stores {
+            for round in 0..3u64 {
+                // Fresh again each round: reclaimed slots. 97 and 50 keys in a
+                // 64-key store: inserts, hits, denials, a full store.
+                let now = Nanos::from_secs(round);
+                store.check_batch(&ids, &q, now, |i, d| out[i] = d);
+                store.check_batch(&names, &q, now, |i, d| out[i] = d);
+                store.check_batch(strs.iter().copied(), &q, now, |i, d| out[i] = d);
+                store.check_batch(ids.iter().take(5), &q, now, |i, d| out[i] = d);
+                store.check_batch(std::iter::empty::<&u64>(), &q, now, |i, d| out[i] = d);
+            }
+        }
+    });
+    assert_eq!(n, 0, "{n} allocations on the batch path");
+    assert!(out[..5].iter().all(|d| d.decision().is_some()));
 }
 
 #[test]
