@@ -10,8 +10,10 @@
 // criterion_group! generates an undocumented public function.
 #![allow(missing_docs)]
 
+mod common;
+
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use tollgate::{All, FixedWindow, Gcra, Nanos, Quota, Semaphore, SlidingLog, SlidingWindow};
@@ -231,10 +233,7 @@ criterion_group! {
     // Cases of a few to a hundred nanoseconds: 0.5 s of warm-up and 1.5 s
     // of samples (tens of millions of checks) are plenty, and keep the
     // whole suite within a few minutes.
-    config = Criterion::default()
-        .sample_size(50)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_millis(1_500));
+    config = common::short();
     targets = gcra, windows, semaphore, composite
 }
 criterion_main!(benches);

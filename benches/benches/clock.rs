@@ -9,8 +9,10 @@
 // criterion_group! generates an undocumented public function.
 #![allow(missing_docs)]
 
+mod common;
+
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use governor::clock::Clock as _;
@@ -33,10 +35,7 @@ fn clock_now(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     // Nanosecond-scale reads: short runs suffice.
-    config = Criterion::default()
-        .sample_size(50)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_millis(1_500));
+    config = common::short();
     targets = clock_now
 }
 criterion_main!(benches);

@@ -13,9 +13,10 @@
 // criterion_group! generates an undocumented public function.
 #![allow(missing_docs)]
 
+mod common;
+
 use std::hint::black_box;
 use std::num::NonZeroU32;
-use std::time::Duration;
 
 use axum::http::HeaderMap;
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -93,10 +94,7 @@ fn render(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     // A few hundred nanoseconds each: short runs suffice.
-    config = Criterion::default()
-        .sample_size(50)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_millis(1_500));
+    config = common::short();
     targets = render
 }
 criterion_main!(benches);
