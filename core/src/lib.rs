@@ -47,6 +47,7 @@ mod sliding_log;
 mod slots;
 mod sync;
 mod time;
+mod token_bucket;
 pub mod window;
 
 pub use all::{All, AllDecision, Members};
@@ -58,4 +59,5 @@ pub use quota::{MAX_CAPACITY, Quota, QuotaError};
 pub use semaphore::{AcquireError, Permit, ReleaseError, Semaphore};
 pub use sliding_log::{LogError, LogState, SlidingLog};
 pub use time::{Clock, ManualClock, Nanos};
+pub use token_bucket::TokenBucket;
 pub use window::{FixedRule, FixedWindow, SlidingRule, SlidingWindow, WindowError};

@@ -9,8 +9,9 @@ use crate::time::Nanos;
 /// back.
 ///
 /// Implemented by [`Gcra`](crate::Gcra),
-/// [`SlidingLog`](crate::SlidingLog), [`SlidingWindow`](crate::SlidingWindow)
-/// and [`FixedWindow`](crate::FixedWindow), and by references to them.
+/// [`TokenBucket`](crate::TokenBucket), [`SlidingLog`](crate::SlidingLog),
+/// [`SlidingWindow`](crate::SlidingWindow) and [`FixedWindow`](crate::FixedWindow),
+/// and by references to them.
 /// Concurrency limits ([`Semaphore`](crate::Semaphore)) do not refill with
 /// time and have their own RAII API instead.
 ///
@@ -120,5 +121,24 @@ impl Limiter for crate::Gcra {
     #[inline]
     fn probe(&self, now: Nanos, cost: u32) -> Decision {
         crate::Gcra::probe(self, now, cost)
+    }
+}
+
+impl Limiter for crate::TokenBucket {
+    #[inline]
+    fn check_n(&self, now: Nanos, cost: u32) -> Decision {
+        crate::TokenBucket::check_n(self, now, cost)
+    }
+    #[inline]
+    fn peek(&self, now: Nanos) -> Snapshot {
+        crate::TokenBucket::peek(self, now)
+    }
+    #[inline]
+    fn refund(&self, now: Nanos, cost: u32) -> Snapshot {
+        crate::TokenBucket::refund(self, now, cost)
+    }
+    #[inline]
+    fn probe(&self, now: Nanos, cost: u32) -> Decision {
+        crate::TokenBucket::probe(self, now, cost)
     }
 }

@@ -30,7 +30,7 @@ use rand::{Rng, SeedableRng};
 use tollgate::keyed::KeyedLimiter;
 use tollgate::{
     All, Clock, CoarseClock, FixedWindow, Gcra, MonotonicClock, Nanos, Quota, Semaphore,
-    SlidingLog, SlidingWindow,
+    SlidingLog, SlidingWindow, TokenBucket,
 };
 use tollgate_benches::{Line, allowed, fake_clock, nz, side_by_side};
 
@@ -244,6 +244,27 @@ fn scaling(cfg: &mut Cfg) {
         }
         scaling_line(cfg, "scaling_shared_key_allowed", threads, &mut tm, &mut gm);
 
+        // (a') the same with `TokenBucket`, the limit stored as (tokens,
+        // next refill) so that an admission is one fetch_sub. Same quota,
+        // same fixed `now` as (a); governor measured again in the same run.
+        let (mut tm, mut gm) = (Vec::new(), Vec::new());
+        for _ in 0..reps {
+            let (tq, gq) = allowed();
+            let t = Arc::new(TokenBucket::new(tq));
+            tm.push(mops(threads, iters, move |_| {
+                u64::from(t.check(now).is_allowed())
+            }));
+            let g = Arc::new(governor::RateLimiter::direct_with_clock(gq, fake_clock()));
+            gm.push(mops(threads, iters, move |_| u64::from(g.check().is_ok())));
+        }
+        scaling_line(
+            cfg,
+            "scaling_shared_key_allowed_token_bucket",
+            threads,
+            &mut tm,
+            &mut gm,
+        );
+
         // (b) one shared key, all denied.
         let (mut tm, mut gm) = (Vec::new(), Vec::new());
         for _ in 0..reps {
@@ -260,6 +281,30 @@ fn scaling(cfg: &mut Cfg) {
             gm.push(mops(threads, iters, move |_| u64::from(g.check().is_err())));
         }
         scaling_line(cfg, "scaling_shared_key_denied", threads, &mut tm, &mut gm);
+
+        // (b') denied through `TokenBucket`: after the first refusal the
+        // bucket reads before it writes, so denials stay read-only.
+        let (mut tm, mut gm) = (Vec::new(), Vec::new());
+        for _ in 0..reps {
+            let t = Arc::new(TokenBucket::new(Quota::per_hour(nz(1))));
+            let _ = t.check(now);
+            tm.push(mops(threads, iters, move |_| {
+                u64::from(!t.check(now).is_allowed())
+            }));
+            let g = Arc::new(governor::RateLimiter::direct_with_clock(
+                governor::Quota::per_hour(nz(1)),
+                fake_clock(),
+            ));
+            let _ = g.check();
+            gm.push(mops(threads, iters, move |_| u64::from(g.check().is_err())));
+        }
+        scaling_line(
+            cfg,
+            "scaling_shared_key_denied_token_bucket",
+            threads,
+            &mut tm,
+            &mut gm,
+        );
 
         // The machine's ceiling for (a): no limiter, one bare AtomicU64.
         // "tollgate" side: the GCRA admission reduced to its bones (load,
