@@ -33,7 +33,7 @@
 //!
 //! # Against [`Gcra`](crate::Gcra)
 //!
-//! Called from one thread without refunds, every decision — admitted or not,
+//! Called from one thread without refunds, time moving forward, every decision — admitted or not,
 //! `remaining`, `reset_after`, `retry_after` — equals [`Gcra`](crate::Gcra)'s
 //! for the same quota and times (`core/tests/model_token_bucket.rs` checks
 //! it). The differences are all in the stricter direction:
@@ -47,11 +47,16 @@
 //!
 //! # The bound
 //!
-//! The same as GCRA's: for any run of consecutive admissions at times
-//! `s_i ..= s_j`, admitted cost minus refunded cost is at most
-//! `burst + (s_j - s_i) / T`. Tokens never exceed `burst` (every increment is
-//! a capped compare-exchange or a claim computed against `burst`), and each
-//! token is credited once, by the claim of the interval it arrived in.
+//! The same as GCRA's when time moves forward: for any run of consecutive
+//! admissions at times `s_i ..= s_j`, admitted cost minus refunded cost is at
+//! most `burst + (s_j - s_i) / T`. Tokens never exceed `burst` (every increment
+//! is a capped compare-exchange or a claim computed against `burst`), and each
+//! token is credited once, by the claim of the interval it arrived in. When a
+//! caller's `now` is older than one already seen (a thread that read its clock
+//! and was preempted), the bucket still holds only the tokens it holds, so the
+//! bound holds with `s_j` replaced by the latest `now` any check in the run
+//! saw; GCRA is stricter there (it reads its TAT as further ahead), which is
+//! why the two are compared on forward-moving time.
 //! `core/tests/loom_token_bucket.rs` checks it under every interleaving of
 //! racing admissions, claims, take-backs and refunds.
 
@@ -434,8 +439,9 @@ impl TokenBucket {
 
     /// Gives back `cost` units that were admitted but not used. Fills the
     /// bucket to `burst - 1` at most: the last unit comes with the next refill
-    /// (at most `T` later), so a refund never lets a token arrive early.
-    /// Returns the state after the refund.
+    /// (at most `T` later), so a refund never lets a token arrive early (with
+    /// a burst of 1 a refund changes nothing). Returns the state after the
+    /// refund.
     ///
     /// ```
     /// use core::num::NonZeroU32;
@@ -450,11 +456,11 @@ impl TokenBucket {
     /// assert_eq!(bucket.refund(now, 1_000).remaining, 2); // burst - 1
     /// ```
     pub fn refund(&self, now: Nanos, cost: u32) -> Snapshot {
-        let t = now.as_u64();
-        let next = self.refill.0.next.load(Ordering::Relaxed);
-        if t >= next {
-            let _ = self.claim(t, next);
-        }
+        // No claim here, even when a refill is due: a claim that fills the
+        // bucket restarts the phase at its `now`, which is right only for a
+        // check that consumes at once. A refund that claimed could leave a
+        // full bucket whose next token is already on its way, and the check
+        // after it would get that token early. The next check claims.
         if cost > 0 {
             self.add_capped(i64::from(cost), i64::from(self.quota.burst().get()) - 1);
             if self.refill.0.empty.load(Ordering::Relaxed) {
