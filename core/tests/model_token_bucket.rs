@@ -10,6 +10,9 @@
 //!   admitted cost ≤ burst + elapsed / T.
 //! * **No panic** over the full ranges of time, cost and quota.
 
+// The model's counts are at most the burst, a u32: narrowing them is exact.
+#![allow(clippy::cast_possible_truncation)]
+
 use std::num::NonZeroU32;
 use std::time::Duration;
 
