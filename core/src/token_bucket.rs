@@ -577,6 +577,32 @@ mod tests {
         assert_eq!(b.peek(Nanos::from_millis(500)).remaining, 2);
     }
 
+    /// One interleaving, played step by step: a stale check's `fetch_sub`
+    /// overshoots, a claim reads the bucket while that is not yet taken back
+    /// (one short of full), then the take-back lands. Capped at `burst - 1`
+    /// the token comes one interval late (stricter); capped at `burst` it
+    /// would leave a full bucket whose next token is already due, and admit
+    /// twice within 0.1 s at 1 per second.
+    #[test]
+    fn take_back_after_a_claim_never_fills_the_bucket_early() {
+        let b = TokenBucket::new(Quota::per_second(nz(1)));
+        let t0 = Nanos::from_secs(1);
+        assert!(b.check(t0).is_allowed());
+        // The stale check (now = t0) finds no token: its fetch_sub...
+        assert_eq!(b.tokens.0.fetch_sub(1, Ordering::Relaxed), 0);
+        // ...is still pending when another check claims the arrival at t1.
+        let t1 = t0 + Nanos::from_secs(1);
+        assert!(!b.check(t1).is_allowed(), "the claim saw -1 and credited to 0");
+        // Now the stale check takes back and flags the bucket.
+        b.give_back(1);
+        b.refill.0.empty.store(true, Ordering::Relaxed);
+        let a = b.check(t1 + Nanos::from_millis(900)).is_allowed();
+        let c = b.check(t1 + Nanos::from_secs(1)).is_allowed();
+        assert!(!(a && c), "two admissions 0.1 s apart at 1 per second");
+        // And the shortfall is gone one interval later.
+        assert_eq!(b.peek(t1 + Nanos::from_secs(3)).remaining, 1);
+    }
+
     #[test]
     fn extremes_do_not_panic() {
         for q in [
