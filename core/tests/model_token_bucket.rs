@@ -221,8 +221,19 @@ impl Model {
     }
 }
 
+/// 512 cases unless `PROPTEST_CASES` says otherwise (miri runs 4).
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(512)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(ProptestConfig {
+        cases: cases(),
+        ..ProptestConfig::default()
+    })]
 
     /// One thread, no refunds, time never going backwards: every answer
     /// equals GCRA's. (With a `now` older than one already seen, GCRA reads
