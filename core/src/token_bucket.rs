@@ -43,7 +43,13 @@
 //!   (a bucket made full by a refund would let its next token arrive early);
 //! * while two calls race, one may be refused although the tokens would have
 //!   covered it: an admission that found too few tokens has not yet added its
-//!   cost back, or a claim has moved `next` but not yet credited its tokens.
+//!   cost back, or a claim has moved `next` but not yet credited its tokens;
+//! * a claim that reads `tokens` while such a take-back is pending sees the
+//!   bucket short by that cost; when that is the difference between full and
+//!   not full, the claim keeps the old phase and caps at `burst - 1`, so the
+//!   last token comes with the next refill, at most `T` late (the unit test
+//!   `take_back_after_a_claim_never_fills_the_bucket_early` plays this
+//!   interleaving; crediting to `burst` there would let a token arrive early).
 //!
 //! # The bound
 //!
