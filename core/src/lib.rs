@@ -47,7 +47,7 @@ mod sliding_log;
 mod slots;
 mod sync;
 mod time;
-mod token_bucket;
+pub mod token_bucket;
 pub mod window;
 
 pub use all::{All, AllDecision, Members};

@@ -93,7 +93,7 @@ struct Refill {
 /// hot on several cores at once (one global limit for a whole service).
 ///
 /// Same [`Quota`], same [`Decision`]s: `burst` units at once, one more every
-/// emission interval `T`. See the [module docs](self) for the state, how it
+/// emission interval `T`. See the [module docs](crate::token_bucket) for the state, how it
 /// differs from `Gcra` (only ever stricter) and the bound.
 ///
 /// Use [`Gcra`](crate::Gcra) where one thread at a time uses a limiter (per
@@ -598,7 +598,10 @@ mod tests {
         assert_eq!(b.tokens.0.fetch_sub(1, Ordering::Relaxed), 0);
         // ...is still pending when another check claims the arrival at t1.
         let t1 = t0 + Nanos::from_secs(1);
-        assert!(!b.check(t1).is_allowed(), "the claim saw -1 and credited to 0");
+        assert!(
+            !b.check(t1).is_allowed(),
+            "the claim saw -1 and credited to 0"
+        );
         // Now the stale check takes back and flags the bucket.
         b.give_back(1);
         b.refill.0.empty.store(true, Ordering::Relaxed);
