@@ -41,9 +41,11 @@ use crate::time::Nanos;
 /// * `cost == 0` gives [`Decision::Allowed`] with the current state and no
 ///   write;
 /// * a denial never writes;
-/// * when the new TAT would pass `u64::MAX` ns (only for `now` beyond
-///   2^63 ns ≈ 292 years), the request is denied with `retry_after ==
-///   Nanos::MAX` — stricter, never looser.
+/// * when the new TAT would pass `u64::MAX` ns, the request is denied with
+///   `retry_after == Nanos::MAX` — stricter, never looser. That takes a TAT
+///   within `cost × T` of the end of the range: `now` beyond 2^63 ns ≈ 292
+///   years, or a capacity (`burst × T`) near its 2^63 ns maximum that is
+///   nearly used up (e.g. `per_minute(1)` with a burst of 1.5 × 10^8).
 ///
 /// ```
 /// use core::num::NonZeroU32;
@@ -125,7 +127,8 @@ fn step(quota: &Quota, tat: u64, now: u64, cost: u32) -> Step {
     // cost <= burst and burst × T <= 2^63, so this cannot overflow.
     let inc = cost as u64 * quota.emission_raw();
     let Some(new_tat) = base.checked_add(inc) else {
-        // Only reachable for now > 2^63 ns: refuse rather than lose state.
+        // Only near the end of the range (see `decide`): refuse rather than
+        // lose state.
         return Step::Deny {
             ahead: base - now,
             wait: u64::MAX,

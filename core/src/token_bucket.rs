@@ -71,6 +71,13 @@ use crate::quota::Quota;
 use crate::sync::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use crate::time::Nanos;
 
+/// `next` at `u64::MAX`: no token will ever arrive again. A claim whose next
+/// arrival would pass the end of the nanosecond range (about 584 years after
+/// the clock's zero) stores this, so the bucket keeps only the tokens it has
+/// instead of minting one on every check at `now == u64::MAX`; refusals then
+/// say `retry_after == Nanos::MAX`, as GCRA's do there.
+const NEVER: u64 = u64::MAX;
+
 /// A value alone on its cache line (128 bytes: adjacent-line prefetch on x86
 /// pulls pairs of 64-byte lines).
 #[derive(Debug)]
@@ -222,7 +229,7 @@ impl TokenBucket {
         let now = now.as_u64();
         // Relaxed: see "Memory ordering" on the type.
         let mut next = self.refill.0.next.load(Ordering::Relaxed);
-        if now >= next {
+        if now >= next && next != NEVER {
             next = self.claim(now, next);
         }
         let c = i64::from(cost);
@@ -261,7 +268,8 @@ impl TokenBucket {
     }
 
     /// Claims and credits the tokens that arrived up to `now` (`now >= seen`,
-    /// the `next` this caller read). Returns the `next` in force afterwards.
+    /// the `next` this caller read, and `seen != NEVER`). A `next` that would
+    /// pass `u64::MAX` saturates to [`NEVER`]. Returns the `next` in force afterwards.
     #[cold]
     #[inline(never)]
     fn claim(&self, now: u64, mut seen: u64) -> u64 {
@@ -300,7 +308,7 @@ impl TokenBucket {
                 }
                 Err(actual) => {
                     seen = actual;
-                    if now < seen {
+                    if now < seen || seen == NEVER {
                         return seen;
                     }
                 }
@@ -340,7 +348,7 @@ impl TokenBucket {
         let burst = u64::from(self.quota.burst().get());
         let next = self.refill.0.next.load(Ordering::Relaxed);
         let x = self.tokens.0.load(Ordering::Relaxed).max(0) as u64;
-        if now < next {
+        if now < next || next == NEVER {
             return View { tokens: x, next };
         }
         let arrived = self.quota.units_in(now - next).saturating_add(1);
@@ -363,6 +371,9 @@ impl TokenBucket {
     fn wait_for(&self, tokens: u64, next: u64, now: u64, want: u64) -> u64 {
         if tokens >= want {
             return 0;
+        }
+        if next == NEVER {
+            return u64::MAX;
         }
         // want - tokens - 1 < burst, so the product is at most the capacity.
         (want - tokens - 1)
@@ -610,6 +621,18 @@ mod tests {
         assert!(!(a && c), "two admissions 0.1 s apart at 1 per second");
         // And the shortfall is gone one interval later.
         assert_eq!(b.peek(t1 + Nanos::from_secs(3)).remaining, 1);
+    }
+
+    /// At the end of the nanosecond range no token is minted per check: the
+    /// claim that would move `next` past `u64::MAX` stores `NEVER`.
+    #[test]
+    fn no_tokens_minted_at_the_end_of_time() {
+        let b = TokenBucket::new(Quota::per_day(nz(3)));
+        let end = Nanos::new(u64::MAX);
+        let admitted = (0..1000).filter(|_| b.check(end).is_allowed()).count();
+        assert_eq!(admitted, 3);
+        assert_eq!(b.check(end).retry_after(), Some(Nanos::MAX));
+        assert_eq!(b.peek(end).remaining, 0);
     }
 
     #[test]

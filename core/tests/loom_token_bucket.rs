@@ -87,7 +87,11 @@ fn claim_races_a_fetch_sub_admission() {
         let here = admitted(&b, t1, 1);
         let total = here + t.join().unwrap();
         assert!(total <= 1, "admitted {total} with one token arrived");
-        assert_eq!(b.peek(t1).remaining + total, 1, "the arrived token was lost");
+        assert_eq!(
+            b.peek(t1).remaining + total,
+            1,
+            "the arrived token was lost"
+        );
         // Another interval later exactly one more arrives.
         let t2 = t1 + Nanos::from_millis(500);
         assert_eq!(b.peek(t2).remaining, 2 - total);
@@ -129,7 +133,11 @@ fn refund_races_a_check() {
         let here = admitted(&b, now, 1);
         t.join().unwrap();
         assert!(here <= 1);
-        assert_eq!(b.peek(now).remaining + here, 1, "the refunded unit was lost");
+        assert_eq!(
+            b.peek(now).remaining + here,
+            1,
+            "the refunded unit was lost"
+        );
     });
 }
 

@@ -1,6 +1,6 @@
 //! Property tests of [`TokenBucket`] against [`Gcra`] and a reference model.
 //!
-//! * **Equals GCRA** (one thread, no refunds, any times incl. backwards): every
+//! * **Equals GCRA** (one thread, no refunds, time moving forward): every
 //!   decision — admitted or not, `remaining`, `reset_after`, `retry_after` —
 //!   and every `peek` equals [`Gcra`]'s for the same quota.
 //! * **Reference model** (one thread, refunds and resets anywhere): equals a
@@ -130,7 +130,8 @@ impl Model {
     }
 
     fn refill(&mut self, now: u64) {
-        if now < self.next {
+        // next == u64::MAX: nothing ever arrives again (TokenBucket's NEVER).
+        if now < self.next || self.next == u64::MAX {
             return;
         }
         let arrived = ((now - self.next) / self.t).saturating_add(1);
@@ -150,6 +151,9 @@ impl Model {
     fn wait_with(&self, tokens: u64, now: u64, want: u64) -> Nanos {
         if tokens >= want {
             return Nanos::ZERO;
+        }
+        if self.next == u64::MAX {
+            return Nanos::MAX;
         }
         Nanos::new(
             (want - tokens - 1)

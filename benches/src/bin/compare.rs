@@ -20,6 +20,7 @@
 
 use std::hint::black_box;
 use std::io::Write;
+use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
@@ -260,6 +261,33 @@ fn scaling(cfg: &mut Cfg) {
         scaling_line(
             cfg,
             "scaling_shared_key_allowed_token_bucket",
+            threads,
+            &mut tm,
+            &mut gm,
+        );
+
+        // (a'') `TokenBucket` with each library's real clock and a quota a
+        // service would set for one global limit: 10^6 per second (a token
+        // every µs, so refills fall due about once per 50–100 checks here),
+        // bursts of u32::MAX (nothing refused in the run). Every check reads
+        // the clock on both sides.
+        let (mut tm, mut gm) = (Vec::new(), Vec::new());
+        for _ in 0..reps {
+            let t = Arc::new(TokenBucket::new(
+                Quota::per_second(nz(1_000_000)).with_burst(NonZeroU32::MAX),
+            ));
+            let clock = MonotonicClock::new();
+            tm.push(mops(threads, iters, move |_| {
+                u64::from(t.check(clock.now()).is_allowed())
+            }));
+            let g = Arc::new(governor::RateLimiter::direct(
+                governor::Quota::per_second(nz(1_000_000)).allow_burst(NonZeroU32::MAX),
+            ));
+            gm.push(mops(threads, iters, move |_| u64::from(g.check().is_ok())));
+        }
+        scaling_line(
+            cfg,
+            "scaling_shared_key_allowed_token_bucket_real_clock",
             threads,
             &mut tm,
             &mut gm,
