@@ -5,78 +5,104 @@
 //! admits with a load and a compare-exchange. When many threads admit through
 //! one limiter, every admission takes the word's cache line from another core
 //! and a CAS that lost the race costs a second trip; a `fetch_sub` cannot lose.
-//! GCRA itself cannot admit with a plain add: its floor `max(TAT, now)` depends
-//! on each caller's own `now`, and an add that has to be taken back can land
-//! under another caller's floored admission (BENCHMARKS.md, "Scaling"). The
-//! token-bucket form of the same limit has no per-caller floor: tokens live in
-//! one word, the time of the next token in another, and the non-linear step is
-//! a ceiling at the constant `burst`, which composes with take-backs.
+//! An admission by `fetch_sub` must be taken back when it finds too few
+//! tokens, and while a take-back is pending the count reads low. Anything
+//! that *decides* on a low reading must then err on the strict side — and
+//! GCRA's one non-linear step does not: whether the bucket is full (whether
+//! the next token comes `T` after the request, or on the old schedule) flips
+//! the wrong way on a low reading. So this type never lets a low reading be
+//! seen by the step that decides fullness; see "Episodes" below.
 //!
 //! # The state
 //!
-//! * `tokens` (an `i64` on its own cache line): units that can be admitted
-//!   now, at most `burst`. Admissions `fetch_sub` it; an admission that finds
-//!   too few tokens adds its cost back. While such a take-back is pending the
-//!   word reads low (never high), so the value may dip below zero.
-//! * `next` (a `u64` of nanoseconds, on a second cache line that is read by
-//!   every check but written at most once per emission interval `T`): when the
-//!   next token arrives. A caller whose `now` has reached `next` *claims* the
-//!   tokens that arrived — `1 + (now - next) / T` of them — by moving `next`
-//!   forward with a compare-exchange; only the caller whose exchange succeeds
-//!   credits them, so no interval is counted twice. If the claim fills the
-//!   bucket, the phase restarts: `next = now + T` (GCRA's `max(TAT, now)`).
-//! * `empty` (a flag beside `next`): set by a check that found the bucket
-//!   empty, cleared by the next claim or refund. While it is set, checks read
-//!   `tokens` first and write only to admit, so a flood of denials stays
-//!   read-only (a cache line shared by every core) instead of adding and
-//!   taking back on every call.
+//! * `tokens` (an `i64` alone on a cache line): units that can be admitted
+//!   now, at most `burst`.
+//! * `next` (nanoseconds, on a second line that every check reads but that is
+//!   written about once per emission interval `T`): when the next token
+//!   arrives. A check whose `now` has reached `next` *claims* the tokens that
+//!   arrived — `1 + (now - next) / T` of them: it sets the line's claim bit
+//!   with a compare-exchange (one claimer at a time, so no interval is counted
+//!   twice and no claim works from a count another claim has not finished),
+//!   reads `tokens`, credits, and stores the new `next`. If the tokens that
+//!   arrived fill the bucket the phase restarts, `next = now + T` (GCRA's
+//!   `max(TAT, now)`); otherwise `next` moves on by whole intervals. A check
+//!   that finds the claim bit set does not wait: it goes on with the tokens
+//!   as they are (stricter until the claim lands).
+//! * `empty` (beside `next`): set when a check found too few tokens, cleared
+//!   by the next claim or refund. While set, checks load `tokens` first and
+//!   write only to admit, so a flood of refusals is read-only (a line every
+//!   core keeps shared) instead of a `fetch_sub` per refusal.
+//! * `owed` (beside `next`): refunds made while an episode was open (below);
+//!   folded into `tokens` when it closes.
+//!
+//! # Episodes
+//!
+//! A `fetch_sub` that takes `tokens` from `old >= 0` below zero (`old < cost`)
+//! *opens an episode*; every `fetch_sub` that finds `tokens` already negative
+//! joins it. All of them are refused. Only the opener writes back: it
+//! compare-exchanges `tokens` from whatever negative value it finds to `old`,
+//! the value before the episode, which also undoes every joiner's
+//! subtraction (joiners never write back). While `tokens < 0` nothing else
+//! writes it: admissions need `tokens >= cost`; a claim adds only to a
+//! non-negative count (if an episode opened since it read the count, it
+//! claims nothing this time and the next check claims); a refund made during
+//! an episode goes to `owed`, which the opener folds in after closing (each
+//! side writes its word and then checks the other's with a read-modify-write
+//! of `tokens`, so one of the two always sees the other's write). Hence
+//! **`tokens >= 0` means no subtraction is pending**: every count a claim
+//! decides on is exact.
 //!
 //! # Against [`Gcra`](crate::Gcra)
 //!
-//! Called from one thread without refunds, time moving forward, every decision — admitted or not,
-//! `remaining`, `reset_after`, `retry_after` — equals [`Gcra`](crate::Gcra)'s
-//! for the same quota and times (`core/tests/model_token_bucket.rs` checks
-//! it). The differences are all in the stricter direction:
+//! Called from one thread without refunds, time moving forward, every
+//! decision — admitted or not, `remaining`, `reset_after`, `retry_after` —
+//! equals [`Gcra`](crate::Gcra)'s for the same quota and times
+//! (`core/tests/model_token_bucket.rs`). The differences are all stricter:
 //!
-//! * a refund (and an admission's take-back) fills the bucket to `burst - 1`
-//!   at most; the last unit comes with the next refill, at most `T` later
-//!   (a bucket made full by a refund would let its next token arrive early);
-//! * while two calls race, one may be refused although the tokens would have
-//!   covered it: an admission that found too few tokens has not yet added its
-//!   cost back, or a claim has moved `next` but not yet credited its tokens;
-//! * a claim that reads `tokens` while such a take-back is pending sees the
-//!   bucket short by that cost; when that is the difference between full and
-//!   not full, the claim keeps the old phase and caps at `burst - 1`, so the
-//!   last token comes with the next refill, at most `T` late (the unit test
-//!   `take_back_after_a_claim_never_fills_the_bucket_early` plays this
-//!   interleaving; crediting to `burst` there would let a token arrive early).
+//! * a refund fills the bucket to `burst - 1` at most; the last unit comes
+//!   with the next refill, at most `T` later (a bucket made full by a refund
+//!   would let its next token arrive early);
+//! * while calls race, a check may be refused that the tokens would have
+//!   covered: during an episode every `fetch_sub` is refused (the opener's
+//!   base may have covered a joiner); while a claim is being made or an
+//!   episode is open, the tokens that arrived are not yet credited; and a
+//!   refund racing a claim can make the claim keep the old phase with the
+//!   bucket one short of full (its cap of `burst - 1`).
+//!
+//! A thread preempted in the middle of a claim or while it holds an episode
+//! open delays refills (or admissions) until it runs again; it never makes
+//! anything admit more. No call waits for another.
 //!
 //! # The bound
 //!
 //! The same as GCRA's when time moves forward: for any run of consecutive
 //! admissions at times `s_i ..= s_j`, admitted cost minus refunded cost is at
-//! most `burst + (s_j - s_i) / T`. Tokens never exceed `burst` (every increment
-//! is a capped compare-exchange or a claim computed against `burst`), and each
-//! token is credited once, by the claim of the interval it arrived in. When a
-//! caller's `now` is older than one already seen (a thread that read its clock
-//! and was preempted), the bucket still holds only the tokens it holds, so the
-//! bound holds with `s_j` replaced by the latest `now` any check in the run
-//! saw; GCRA is stricter there (it reads its TAT as further ahead), which is
-//! why the two are compared on forward-moving time.
-//! `core/tests/loom_token_bucket.rs` checks it under every interleaving of
-//! racing admissions, claims, take-backs and refunds.
+//! most `burst + (s_j - s_i) / T`. Tokens never exceed `burst` (every
+//! increment is capped), each token is credited once, by the claim of the
+//! interval it arrived in, and the phase restarts exactly when the claimed
+//! count fills the bucket. When a caller's `now` is older than one already
+//! seen (a thread that read its clock and was preempted), the bucket still
+//! holds only the tokens it holds, so the bound holds with `s_j` replaced by
+//! the latest `now` any check in the run saw; GCRA is stricter there (it reads
+//! its TAT as further ahead), which is why the two are compared on
+//! forward-moving time. `core/tests/loom_token_bucket.rs` checks it under
+//! every interleaving loom explores of racing admissions, episodes, claims
+//! and refunds.
 
 use crate::decision::{Decision, Snapshot};
 use crate::quota::Quota;
 use crate::sync::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use crate::time::Nanos;
 
-/// `next` at `u64::MAX`: no token will ever arrive again. A claim whose next
-/// arrival would pass the end of the nanosecond range (about 584 years after
-/// the clock's zero) stores this, so the bucket keeps only the tokens it has
-/// instead of minting one on every check at `now == u64::MAX`; refusals then
-/// say `retry_after == Nanos::MAX`, as GCRA's do there.
-const NEVER: u64 = u64::MAX;
+/// Set in `next` while a claim is being made.
+const CLAIMING: u64 = 1 << 63;
+
+/// `next` at `CLAIMING - 1`: no token will ever arrive again. A claim whose
+/// next arrival would pass 2^63 ns (292 years after the clock's zero) stores
+/// this, so the bucket keeps only the tokens it has instead of minting more;
+/// refusals then say `retry_after == Nanos::MAX`, as GCRA's do near the end
+/// of its range.
+const NEVER: u64 = CLAIMING - 1;
 
 /// A value alone on its cache line (128 bytes: adjacent-line prefetch on x86
 /// pulls pairs of 64-byte lines).
@@ -85,14 +111,17 @@ const NEVER: u64 = u64::MAX;
 struct Line<T>(T);
 
 /// The rarely written half of the state: read by every check, written by a
-/// claim (at most once per `T`) and when the bucket runs empty.
+/// claim (about once per `T`), when the bucket runs empty, and in races.
 #[derive(Debug)]
 struct Refill {
-    /// Nanoseconds at which the next token arrives; 0 in a fresh bucket (a
-    /// full bucket's first claim restarts the phase at its `now`).
+    /// Nanoseconds at which the next token arrives, `<= NEVER`, plus
+    /// [`CLAIMING`] while a claim is in progress; 0 in a fresh bucket (its
+    /// first claim restarts the phase at its `now`).
     next: AtomicU64,
     /// A recent check found too few tokens: read before writing.
     empty: AtomicBool,
+    /// Refunds waiting for an episode to close.
+    owed: AtomicI64,
 }
 
 /// A lock-free token bucket whose admissions are one `fetch_sub` when many
@@ -100,27 +129,32 @@ struct Refill {
 /// hot on several cores at once (one global limit for a whole service).
 ///
 /// Same [`Quota`], same [`Decision`]s: `burst` units at once, one more every
-/// emission interval `T`. See the [module docs](crate::token_bucket) for the state, how it
-/// differs from `Gcra` (only ever stricter) and the bound.
+/// emission interval `T`. See the [module docs](crate::token_bucket) for the
+/// state, the protocol, how it differs from `Gcra` (only ever stricter) and the
+/// bound.
 ///
 /// Use [`Gcra`](crate::Gcra) where one thread at a time uses a limiter (per
 /// key, in a keyed store, on a microcontroller): it is one word instead of two
 /// cache lines, and its refunds are exact. Use `TokenBucket` for a limiter
 /// that several cores admit through at once: two threads on one key admit
-/// about twice as many requests per second (BENCHMARKS.md, "Scaling").
+/// about twice as many requests per second as through `Gcra` or governor
+/// (BENCHMARKS.md, "Scaling").
 ///
 /// # Memory ordering
 ///
-/// Every access is `Relaxed`. Neither word publishes other memory, and the
-/// bound rests only on facts every atomic read-modify-write gives at any
-/// ordering: each claim's compare-exchange acts on the latest `next`, so
-/// intervals are claimed once; every change of `tokens` is a read-modify-write
-/// on the latest value and every increase is capped at `burst`. A stale read
-/// of `tokens` before a claim makes the claim credit fewer tokens (stricter)
-/// or more, which the cap then removes; a stale read of `next` makes a check
-/// consume before a refill that has already happened (stricter) or attempt a
-/// claim whose exchange then fails. `core/tests/loom_token_bucket.rs` checks
-/// this under every interleaving loom explores.
+/// The fast path is `Relaxed`: a `fetch_sub` acts on the latest count
+/// whatever its ordering, and a stale read of `next` or `empty` only sends a
+/// check down a slower or stricter path (a claim attempt whose exchange
+/// fails, a `fetch_sub` that opens or joins an episode). A claim acquires the
+/// claim bit and releases it with the new `next` (`Acquire`/`Release`), so
+/// the next claimer reads a count that includes the previous claim's credit.
+/// The hand-over of `owed` between an episode's opener and a refund
+/// is the store-buffering pattern (each writes one word, then checks the
+/// other's): both sides end with a read-modify-write of `tokens` (`AcqRel`),
+/// and those are totally ordered, so at least one side sees the other and
+/// folds the refund in (no `SeqCst` needed; see `credit_refund`).
+/// `core/tests/loom_token_bucket.rs` checks this
+/// under every interleaving loom explores.
 ///
 /// # Examples
 ///
@@ -155,7 +189,7 @@ fn as_units(x: u64) -> u32 {
 /// The bucket as one caller sees it after any refill due at its `now`.
 #[derive(Clone, Copy, Debug)]
 struct View {
-    /// Tokens, clamped at 0 (a pending take-back reads as no tokens).
+    /// Tokens, clamped at 0 (an open episode reads as no tokens).
     tokens: u64,
     /// When the next token arrives (meaningless once `tokens == burst`).
     next: u64,
@@ -170,6 +204,7 @@ impl TokenBucket {
             refill: Line(Refill {
                 next: AtomicU64::new(0),
                 empty: AtomicBool::new(false),
+                owed: AtomicI64::new(0),
             }),
             quota,
         }
@@ -183,6 +218,7 @@ impl TokenBucket {
             refill: Line(Refill {
                 next: AtomicU64::new(0),
                 empty: AtomicBool::new(false),
+                owed: AtomicI64::new(0),
             }),
             quota,
         }
@@ -202,12 +238,11 @@ impl TokenBucket {
 
     /// Asks to admit `cost` units at `now`, all or nothing.
     ///
-    /// Admitting is one `fetch_sub` unless a refill is due (then one
-    /// compare-exchange on the refill line first, at most once per `T` across
-    /// all threads) or the bucket recently ran empty (then a load, and a
-    /// compare-exchange only to admit). A check that finds too few tokens after
-    /// its `fetch_sub` adds the cost back before it returns: the bucket is
-    /// never left short by a refused request.
+    /// Admitting is one `fetch_sub` unless a refill is due (then a claim on
+    /// the refill line first, at most about once per `T` across all threads)
+    /// or the bucket recently ran empty (then a load, and a compare-exchange
+    /// only to admit). A refusal leaves the count as it was (see "Episodes"
+    /// in the [module docs](crate::token_bucket)).
     ///
     /// ```
     /// use core::num::NonZeroU32;
@@ -227,23 +262,61 @@ impl TokenBucket {
             return self.probe(now, cost);
         }
         let now = now.as_u64();
-        // Relaxed: see "Memory ordering" on the type.
-        let mut next = self.refill.0.next.load(Ordering::Relaxed);
-        if now >= next && next != NEVER {
+        // Acquire: a claim made from it reads the count after the previous
+        // claim's credit (see `claim`). (A plain load on x86.)
+        let mut next = self.refill.0.next.load(Ordering::Acquire);
+        if now >= next && next < NEVER {
             next = self.claim(now, next);
         }
+        let next = next & !CLAIMING;
         let c = i64::from(cost);
         if !self.refill.0.empty.load(Ordering::Relaxed) {
             let old = self.tokens.0.fetch_sub(c, Ordering::Relaxed);
             if old >= c {
                 return self.allowed(old - c, next, now);
             }
-            // Too few: add the cost back before deciding, and let the next
-            // checks read before they write.
-            self.give_back(c);
-            self.refill.0.empty.store(true, Ordering::Relaxed);
+            return self.refused_after_fetch_sub(old, next, now, cost);
         }
         self.check_reading_first(now, next, c, cost)
+    }
+
+    /// A `fetch_sub` that found `old < cost`: it opened an episode (`old >=
+    /// 0`: close it, restoring `old`) or joined one (leave it to the opener).
+    #[cold]
+    #[inline(never)]
+    fn refused_after_fetch_sub(&self, old: i64, next: u64, now: u64, cost: u32) -> Decision {
+        // Let the next checks read before they write.
+        self.refill.0.empty.store(true, Ordering::Relaxed);
+        if old >= 0 {
+            self.close_episode(old);
+        }
+        self.denied(old, next, now, cost)
+    }
+
+    /// Ends the episode this caller opened: `tokens` back to `base`, the
+    /// count before the episode, which undoes every joiner's subtraction too;
+    /// then folds in what was credited meanwhile.
+    fn close_episode(&self, base: i64) {
+        let mut x = self.tokens.0.load(Ordering::Relaxed);
+        // While x < 0 only joiners' fetch_subs change it (see "Episodes"), so
+        // each retry is another thread's finished refusal: lock-free.
+        while x < 0 {
+            // AcqRel: the closing half of the `owed` hand-over (see
+            // `credit_refund`): it reads from any depositor's earlier RMW of `tokens`.
+            match self
+                .tokens
+                .0
+                .compare_exchange_weak(x, base, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(actual) => x = actual,
+            }
+        }
+        // (x >= 0 before the exchange: `reset` closed it; nothing to restore.)
+        // Acquire: sees a deposit whose RMW of `tokens` our exchange read from.
+        if self.refill.0.owed.load(Ordering::Acquire) != 0 {
+            self.settle();
+        }
     }
 
     /// The bucket ran empty recently: load, refuse without writing, or admit
@@ -267,100 +340,176 @@ impl TokenBucket {
         }
     }
 
-    /// Claims and credits the tokens that arrived up to `now` (`now >= seen`,
-    /// the `next` this caller read, and `seen != NEVER`). A `next` that would
-    /// pass `u64::MAX` saturates to [`NEVER`]. Returns the `next` in force afterwards.
+    /// Claims and credits the tokens that arrived up to `now` (`seen <= now`,
+    /// the `next` this caller read, below `NEVER` and without the claim bit).
+    /// Returns the `next` in force afterwards (possibly with the claim bit:
+    /// another claim in progress).
     #[cold]
     #[inline(never)]
     fn claim(&self, now: u64, mut seen: u64) -> u64 {
         let burst = i64::from(self.quota.burst().get());
         let t = self.quota.emission_raw();
         loop {
-            // Relaxed: a stale read only changes how much is credited, and the
-            // cap in `add_capped` bounds that (see "Memory ordering").
-            let x0 = self.tokens.0.load(Ordering::Relaxed).min(burst);
+            // Read before taking the claim bit: a check that consumes while
+            // this claim is in progress comes after the refill (its `now`
+            // has passed the arrivals), so the room to fill must not include
+            // it. `seen` was read with Acquire, so x0 includes the previous
+            // claim's credit (released with that `next`); and `tokens >= 0`
+            // means no subtraction is pending: x0 is exact (see "Episodes").
+            let x0 = self.tokens.0.load(Ordering::Relaxed);
+            if x0 < 0 {
+                // An episode is open: claim nothing this time.
+                return seen;
+            }
             let arrived = self.quota.units_in(now - seen).saturating_add(1);
             // x0 <= burst, so room >= 0.
-            let room = (burst - x0) as u64;
-            let (credit, next, cap) = if arrived >= room {
-                // Full: GCRA's floor, the phase restarts at now.
-                (room, now.saturating_add(t), burst)
+            let room = (burst - x0.min(burst)) as u64;
+            let (credit, full, next) = if arrived >= room {
+                // The arrivals fill the bucket: GCRA's floor, the phase
+                // restarts at now.
+                (room, true, now.saturating_add(t))
             } else {
-                // arrived < room <= 2 × u32::MAX here, and arrived × T
-                // <= now - seen + T.
-                let next = seen.saturating_add(arrived.saturating_mul(t));
-                (arrived, next, burst - 1)
+                // arrived < room <= burst. Capped at burst - 1: a refund that
+                // lands after x0 was read may be what fills the bucket, and
+                // then the kept phase must not also bring the last token.
+                (
+                    arrived,
+                    false,
+                    seen.saturating_add(arrived.saturating_mul(t)),
+                )
             };
+            let next = next.min(NEVER);
+            // The claim bit: one claim at a time, and only if `next` is still
+            // what x0 was read under. Acquire on failure: a new `seen`.
             match self.refill.0.next.compare_exchange(
                 seen,
-                next,
+                seen | CLAIMING,
                 Ordering::Relaxed,
-                Ordering::Relaxed,
+                Ordering::Acquire,
             ) {
                 Ok(_) => {
-                    // credit <= room <= burst - x0 + pending take-backs,
-                    // within i64 for any number of threads.
-                    self.add_capped(credit as i64, cap);
-                    if self.refill.0.empty.load(Ordering::Relaxed) {
+                    // credit <= room <= burst. If an episode opened since x0
+                    // was read, claim nothing after all: crediting now would
+                    // have to wait for it (and a phase restarted by a claim
+                    // whose own check then joins the episode would let the
+                    // next token come early). The next check claims.
+                    let cap = if full { burst } else { burst - 1 };
+                    let claimed = credit == 0 || self.add_unless_episode(credit as i64, cap);
+                    let next = if claimed { next } else { seen };
+                    if claimed && self.refill.0.empty.load(Ordering::Relaxed) {
                         self.refill.0.empty.store(false, Ordering::Relaxed);
                     }
+                    // Release: publishes the credit to the next claimer.
+                    self.refill.0.next.store(next, Ordering::Release);
                     return next;
                 }
                 Err(actual) => {
-                    seen = actual;
-                    if now < seen || seen == NEVER {
-                        return seen;
+                    // Another claim started or finished since `seen` was read.
+                    if actual & CLAIMING != 0 || now < actual || actual >= NEVER {
+                        return actual;
                     }
+                    seen = actual;
                 }
             }
         }
     }
 
-    /// Adds `n` tokens, never past `cap` and never lowering the count.
-    fn add_capped(&self, n: i64, cap: i64) -> i64 {
+    /// Adds refunded units, at most up to `burst - 1`. While an episode is
+    /// open they go to `owed` instead, and the opener folds them in on
+    /// closing; if the episode closed before this caller could tell, it folds
+    /// them in itself.
+    fn credit_refund(&self, n: i64) {
+        let cap = i64::from(self.quota.burst().get()) - 1;
+        if n <= 0 || self.add_unless_episode(n, cap) {
+            return;
+        }
+        // The hand-over with the opener (`close_episode`): of "deposit, then
+        // see the episode still open" and "close, then see no deposit", at
+        // most one happens, so the refund is never stranded. Both sides end
+        // with a read-modify-write of `tokens`, and those are totally
+        // ordered: if ours comes first, the opener's closing exchange
+        // (Acquire) reads from it (Release) and so sees our deposit; if
+        // theirs comes first, we read the closed count and fold it ourselves.
+        self.refill.0.owed.fetch_add(n, Ordering::AcqRel);
+        if self.episode_closed() {
+            self.settle();
+        }
+    }
+
+    /// Adds `n` tokens, at most to `cap` and never lowering the count; `false`
+    /// (nothing added) while an episode is open.
+    fn add_unless_episode(&self, n: i64, cap: i64) -> bool {
         let mut x = self.tokens.0.load(Ordering::Relaxed);
         loop {
+            if x < 0 {
+                return false;
+            }
             let new = x.saturating_add(n).min(cap).max(x);
             if new == x {
-                return x;
+                return true;
             }
             match self
                 .tokens
                 .0
                 .compare_exchange_weak(x, new, Ordering::Relaxed, Ordering::Relaxed)
             {
-                Ok(_) => return new,
+                Ok(_) => return true,
                 Err(actual) => x = actual,
             }
         }
     }
 
-    /// Takes back an admission's `fetch_sub` that found too few tokens.
+    /// Whether no episode is open, read with a read-modify-write (adding 0)
+    /// so that it takes part in the hand-over of `owed` (see `credit_refund`).
+    fn episode_closed(&self) -> bool {
+        self.tokens.0.fetch_add(0, Ordering::AcqRel) >= 0
+    }
+
+    /// Folds `owed` into `tokens` (at most up to `burst - 1`, as a refund).
     #[cold]
     #[inline(never)]
-    fn give_back(&self, c: i64) {
-        self.add_capped(c, i64::from(self.quota.burst().get()) - 1);
+    fn settle(&self) {
+        let cap = i64::from(self.quota.burst().get()) - 1;
+        loop {
+            let o = self.refill.0.owed.swap(0, Ordering::AcqRel);
+            if o == 0 {
+                return;
+            }
+            if self.add_unless_episode(o, cap) {
+                continue;
+            }
+            // Another episode opened: hand it back; its opener folds it
+            // unless it has already closed, in which case loop again (the
+            // same hand-over as in `refund`).
+            self.refill.0.owed.fetch_add(o, Ordering::AcqRel);
+            if !self.episode_closed() {
+                return;
+            }
+        }
     }
 
     /// The bucket at `now` after the refill due then, computed without
     /// claiming anything.
     fn view(&self, now: u64) -> View {
         let burst = u64::from(self.quota.burst().get());
-        let next = self.refill.0.next.load(Ordering::Relaxed);
+        let raw = self.refill.0.next.load(Ordering::Relaxed);
+        let next = raw & !CLAIMING;
+        // Negative: an episode is open; its count is unknown until it closes.
         let x = self.tokens.0.load(Ordering::Relaxed).max(0) as u64;
-        if now < next || next == NEVER {
+        if raw & CLAIMING != 0 || now < next || next >= NEVER {
             return View { tokens: x, next };
         }
         let arrived = self.quota.units_in(now - next).saturating_add(1);
+        let t = self.quota.emission_raw();
         if arrived >= burst.saturating_sub(x) {
             View {
                 tokens: burst.max(x),
-                next: now.saturating_add(self.quota.emission_raw()),
+                next: now.saturating_add(t).min(NEVER),
             }
         } else {
             View {
                 tokens: x + arrived,
-                next: next.saturating_add(arrived.saturating_mul(self.quota.emission_raw())),
+                next: next.saturating_add(arrived.saturating_mul(t)).min(NEVER),
             }
         }
     }
@@ -372,7 +521,7 @@ impl TokenBucket {
         if tokens >= want {
             return 0;
         }
-        if next == NEVER {
+        if next >= NEVER {
             return u64::MAX;
         }
         // want - tokens - 1 < burst, so the product is at most the capacity.
@@ -396,7 +545,9 @@ impl TokenBucket {
         let x = x.max(0) as u64;
         let burst = u64::from(self.quota.burst().get());
         Decision::Denied {
-            retry_after: Nanos::new(self.wait_for(x, next, now, u64::from(cost))),
+            // At least 1 ns: with a claim skipped or in progress `next` can
+            // be at or before now (the tokens are due but not yet credited).
+            retry_after: Nanos::new(self.wait_for(x, next, now, u64::from(cost)).max(1)),
             remaining: as_units(x),
             reset_after: Nanos::new(self.wait_for(x, next, now, burst)),
         }
@@ -479,7 +630,7 @@ impl TokenBucket {
         // full bucket whose next token is already on its way, and the check
         // after it would get that token early. The next check claims.
         if cost > 0 {
-            self.add_capped(i64::from(cost), i64::from(self.quota.burst().get()) - 1);
+            self.credit_refund(i64::from(cost));
             if self.refill.0.empty.load(Ordering::Relaxed) {
                 self.refill.0.empty.store(false, Ordering::Relaxed);
             }
@@ -487,7 +638,9 @@ impl TokenBucket {
         self.peek(now)
     }
 
-    /// Returns the bucket to a fresh (full) state.
+    /// Returns the bucket to a fresh (full) state. Meant for a quiet bucket:
+    /// checks racing a reset may see either state (as with
+    /// [`Gcra::reset`](crate::Gcra::reset)).
     ///
     /// ```
     /// use core::num::NonZeroU32;
@@ -501,7 +654,8 @@ impl TokenBucket {
     /// ```
     pub fn reset(&self) {
         let burst = i64::from(self.quota.burst().get());
-        self.refill.0.next.store(0, Ordering::Relaxed);
+        self.refill.0.owed.store(0, Ordering::Relaxed);
+        self.refill.0.next.store(0, Ordering::Release);
         self.tokens.0.store(burst, Ordering::Relaxed);
         self.refill.0.empty.store(false, Ordering::Relaxed);
     }
@@ -546,6 +700,8 @@ mod tests {
     #[test]
     fn denials_after_the_first_do_not_write() {
         let b = TokenBucket::new(Quota::per_hour(nz(1)));
+        // (Burst 1: the first refusal is a fetch_sub that opens and closes
+        // an episode; the ones after it only load.)
         assert!(b.check(Nanos::ZERO).is_allowed());
         assert!(!b.check(Nanos::ZERO).is_allowed());
         assert!(b.refill.0.empty.load(Ordering::Relaxed));
@@ -595,32 +751,54 @@ mod tests {
     }
 
     /// One interleaving, played step by step: a stale check's `fetch_sub`
-    /// overshoots, a claim reads the bucket while that is not yet taken back
-    /// (one short of full), then the take-back lands. Capped at `burst - 1`
-    /// the token comes one interval late (stricter); capped at `burst` it
-    /// would leave a full bucket whose next token is already due, and admit
-    /// twice within 0.1 s at 1 per second.
+    /// opens an episode; a check at the next arrival finds it open, claims
+    /// nothing and joins it (refused); the opener closes it. Nothing is lost
+    /// and nothing comes early: exactly GCRA's answers afterwards.
     #[test]
-    fn take_back_after_a_claim_never_fills_the_bucket_early() {
+    fn claim_during_an_open_episode_claims_nothing_and_loses_nothing() {
         let b = TokenBucket::new(Quota::per_second(nz(1)));
         let t0 = Nanos::from_secs(1);
         assert!(b.check(t0).is_allowed());
-        // The stale check (now = t0) finds no token: its fetch_sub...
+        // The stale check (now = t0) finds no token: its fetch_sub opens an
+        // episode (base 0)...
         assert_eq!(b.tokens.0.fetch_sub(1, Ordering::Relaxed), 0);
-        // ...is still pending when another check claims the arrival at t1.
+        // ...and is still open when a check at t1 wants to claim.
         let t1 = t0 + Nanos::from_secs(1);
-        assert!(
-            !b.check(t1).is_allowed(),
-            "the claim saw -1 and credited to 0"
+        let d = b.check(t1);
+        assert!(!d.is_allowed(), "joined the episode: refused");
+        assert!(d.retry_after().unwrap() > Nanos::ZERO);
+        assert_eq!(
+            b.refill.0.next.load(Ordering::Relaxed),
+            t1.as_u64(),
+            "claimed nothing"
         );
-        // Now the stale check takes back and flags the bucket.
-        b.give_back(1);
-        b.refill.0.empty.store(true, Ordering::Relaxed);
-        let a = b.check(t1 + Nanos::from_millis(900)).is_allowed();
-        let c = b.check(t1 + Nanos::from_secs(1)).is_allowed();
-        assert!(!(a && c), "two admissions 0.1 s apart at 1 per second");
-        // And the shortfall is gone one interval later.
-        assert_eq!(b.peek(t1 + Nanos::from_secs(3)).remaining, 1);
+        b.close_episode(0);
+        assert_eq!(b.tokens.0.load(Ordering::Relaxed), 0);
+        // The arrival at t1 is still there, and the phase restarts at the
+        // check that takes it (GCRA: TAT = t1 + 0.9 s + 1 s).
+        assert_eq!(b.peek(t1).remaining, 1);
+        assert!(b.check(t1 + Nanos::from_millis(900)).is_allowed());
+        assert!(!b.check(t1 + Nanos::from_secs(1)).is_allowed());
+        assert!(b.check(t1 + Nanos::from_millis(1900)).is_allowed());
+    }
+
+    /// A credit (here a refund) made while an episode is open goes to `owed`
+    /// and is folded in when the episode closes.
+    #[test]
+    fn credit_during_an_episode_is_folded_in_on_close() {
+        let b = TokenBucket::new(Quota::per_second(nz(3)));
+        assert!(b.check_n(Nanos::ZERO, 3).is_allowed());
+        assert_eq!(b.tokens.0.fetch_sub(1, Ordering::Relaxed), 0); // opens
+        let _ = b.refund(Nanos::ZERO, 1);
+        assert_eq!(
+            b.tokens.0.load(Ordering::Relaxed),
+            -1,
+            "not added while open"
+        );
+        assert_eq!(b.refill.0.owed.load(Ordering::Relaxed), 1);
+        b.close_episode(0);
+        assert_eq!(b.refill.0.owed.load(Ordering::Relaxed), 0);
+        assert_eq!(b.peek(Nanos::ZERO).remaining, 1);
     }
 
     /// At the end of the nanosecond range no token is minted per check: the

@@ -109,6 +109,10 @@ fn step(now: u64, dt: i8, t: u64) -> u64 {
     }
 }
 
+/// `next` saturates here: 2^63 − 1 ns, after which no token arrives
+/// (`TokenBucket` keeps bit 63 of its `next` word for a claim in progress).
+const NEVER: u64 = (1 << 63) - 1;
+
 /// The sequential token bucket the type's docs describe, in plain integers.
 struct Model {
     burst: u64,
@@ -130,17 +134,17 @@ impl Model {
     }
 
     fn refill(&mut self, now: u64) {
-        // next == u64::MAX: nothing ever arrives again (TokenBucket's NEVER).
-        if now < self.next || self.next == u64::MAX {
+        // next == NEVER: nothing ever arrives again (as in TokenBucket).
+        if now < self.next || self.next >= NEVER {
             return;
         }
         let arrived = ((now - self.next) / self.t).saturating_add(1);
         if arrived >= self.burst - self.tokens {
             self.tokens = self.burst;
-            self.next = now.saturating_add(self.t);
+            self.next = now.saturating_add(self.t).min(NEVER);
         } else {
             self.tokens += arrived;
-            self.next = self.next.saturating_add(arrived * self.t);
+            self.next = self.next.saturating_add(arrived * self.t).min(NEVER);
         }
     }
 
@@ -152,7 +156,7 @@ impl Model {
         if tokens >= want {
             return Nanos::ZERO;
         }
-        if self.next == u64::MAX {
+        if self.next >= NEVER {
             return Nanos::MAX;
         }
         Nanos::new(
