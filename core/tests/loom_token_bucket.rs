@@ -195,3 +195,28 @@ fn refund_during_an_episode_is_never_stranded() {
         );
     });
 }
+
+/// Two stale checks are refused together (the first opens an episode, the
+/// second joins it) while a third claims the token that arrived: the opener's
+/// restore undoes the joiner's subtraction too, the claim either credits
+/// before the episode or claims nothing, and afterwards the bucket holds
+/// exactly what GCRA would.
+#[test]
+fn opener_undoes_a_joiner_while_a_claim_races() {
+    loom::model(|| {
+        let b = Arc::new(TokenBucket::new(quota(2)));
+        let t0 = Nanos::from_secs(1);
+        assert!(b.check_n(t0, 2).is_allowed());
+        let spawn = || {
+            let b = b.clone();
+            thread::spawn(move || admitted(&b, t0, 1))
+        };
+        let (x, y) = (spawn(), spawn());
+        let t1 = t0 + Nanos::from_millis(500); // one token arrived
+        let here = admitted(&b, t1, 1);
+        let total = here + x.join().unwrap() + y.join().unwrap();
+        assert!(total <= 1, "admitted {total} with one token arrived");
+        assert_eq!(b.peek(t1).remaining + total, 1, "a token lost or minted");
+        assert_eq!(b.peek(t1 + Nanos::from_millis(500)).remaining, 2 - total);
+    });
+}
