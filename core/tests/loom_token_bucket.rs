@@ -220,3 +220,24 @@ fn opener_undoes_a_joiner_while_a_claim_races() {
         assert_eq!(b.peek(t1 + Nanos::from_millis(500)).remaining, 2 - total);
     });
 }
+
+/// An episode whose base is not zero (a cost-2 check refused with 1 token
+/// left) races a claim whose arrivals fill the bucket: the claim must decide
+/// on the exact count (1 + 2 arrivals = full), never on the episode's
+/// negative reading, so the bucket ends exactly as GCRA's.
+#[test]
+fn claim_never_decides_on_an_episode_with_tokens_left() {
+    loom::model(|| {
+        let b = Arc::new(TokenBucket::new(quota(3)));
+        let t0 = Nanos::from_secs(1);
+        assert!(b.check_n(t0, 2).is_allowed()); // 1 left
+        let b2 = b.clone();
+        // Refused with base 1 if it runs before the claim; admitted if after.
+        let s = thread::spawn(move || admitted(&b2, t0, 2));
+        let t1 = t0 + Nanos::new(666_666_668); // two arrivals (T = 333 333 334 ns)
+        let here = admitted(&b, t1, 1);
+        let there = s.join().unwrap();
+        // The count is exact: 3 at t1 (full), minus what was admitted.
+        assert_eq!(b.peek(t1).remaining + here + there, 3, "count not exact");
+    });
+}
