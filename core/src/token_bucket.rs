@@ -257,15 +257,17 @@ impl TokenBucket {
     /// ```
     #[inline]
     pub fn check_n(&self, now: Nanos, cost: u32) -> Decision {
-        let burst = self.quota.burst().get();
-        if cost == 0 || cost > burst {
+        // cost == 0 or cost > burst (one compare): a read-out or a refusal.
+        if cost.wrapping_sub(1) >= self.quota.burst().get() {
             return self.probe(now, cost);
         }
         let now = now.as_u64();
         // Acquire: a claim made from it reads the count after the previous
         // claim's credit (see `claim`). (A plain load on x86.)
         let mut next = self.refill.0.next.load(Ordering::Acquire);
-        if now >= next && next < NEVER {
+        // (A claim in progress or NEVER is above any `now` below 2^63; `claim`
+        // sorts out the rest.)
+        if now >= next {
             next = self.claim(now, next);
         }
         let next = next & !CLAIMING;
@@ -341,7 +343,8 @@ impl TokenBucket {
     }
 
     /// Claims and credits the tokens that arrived up to `now` (`seen <= now`,
-    /// the `next` this caller read, below `NEVER` and without the claim bit).
+    /// the `next` this caller read; nothing when it is `NEVER` or carries the
+    /// claim bit).
     /// Returns the `next` in force afterwards (possibly with the claim bit:
     /// another claim in progress).
     #[cold]
@@ -349,6 +352,10 @@ impl TokenBucket {
     fn claim(&self, now: u64, mut seen: u64) -> u64 {
         let burst = i64::from(self.quota.burst().get());
         let t = self.quota.emission_raw();
+        if seen >= NEVER {
+            // A claim in progress, or no token will arrive again.
+            return seen;
+        }
         loop {
             // Read before taking the claim bit: a check that consumes while
             // this claim is in progress comes after the refill (its `now`
