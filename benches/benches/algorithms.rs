@@ -16,7 +16,9 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use tollgate::{All, FixedWindow, Gcra, Nanos, Quota, Semaphore, SlidingLog, SlidingWindow};
+use tollgate::{
+    All, FixedWindow, Gcra, Nanos, Quota, Semaphore, SlidingLog, SlidingWindow, TokenBucket,
+};
 use tollgate_benches::{allowed, fake_clock, nz};
 
 /// Runs `op` on a limiter built by `make` afresh for each batch of
@@ -39,7 +41,9 @@ fn fresh_each_batch<L>(
     })
 }
 
-/// GCRA: allowed, denied, and a cost of 5 (governor: `check`, `check_n`).
+/// GCRA: allowed, denied, and a cost of 5 (governor: `check`, `check_n`);
+/// `TokenBucket` (the same limit, admitting by `fetch_sub`) in the allowed
+/// and denied groups too.
 fn gcra(c: &mut Criterion) {
     let (tq, gq) = allowed();
     let now = Nanos::from_secs(1);
@@ -49,6 +53,13 @@ fn gcra(c: &mut Criterion) {
         fresh_each_batch(
             b,
             || Gcra::new(tq),
+            |t| t.check(black_box(now)).is_allowed(),
+        )
+    });
+    g.bench_function("tollgate_token_bucket", |b| {
+        fresh_each_batch(
+            b,
+            || TokenBucket::new(tq),
             |t| t.check(black_box(now)).is_allowed(),
         )
     });
@@ -66,6 +77,11 @@ fn gcra(c: &mut Criterion) {
     assert!(t.check(now).is_allowed() && !t.check(now).is_allowed());
     g.bench_function("tollgate", |b| {
         b.iter(|| black_box(t.check(black_box(now))).is_allowed())
+    });
+    let tb = TokenBucket::new(Quota::per_second(nz(1)));
+    assert!(tb.check(now).is_allowed() && !tb.check(now).is_allowed());
+    g.bench_function("tollgate_token_bucket", |b| {
+        b.iter(|| black_box(tb.check(black_box(now))).is_allowed())
     });
     let gov =
         governor::RateLimiter::direct_with_clock(governor::Quota::per_second(nz(1)), fake_clock());

@@ -1705,6 +1705,20 @@ mod tests {
         f.state.load(Ordering::Relaxed)
     }
 
+    /// A refund that would empty the window at an index ≡ 0 mod 2^24 keeps
+    /// one unit (the word 0 means "fresh at any index"); in the very first
+    /// window it empties it.
+    #[test]
+    fn refund_to_zero_at_index_multiple_of_2_24() {
+        let w = SlidingWindow::new(NonZeroU32::new(10).unwrap(), Nanos::new(84)).unwrap();
+        let now = Nanos::new((1 << 24) * 84 + 5);
+        assert!(w.check(now).is_allowed());
+        assert_eq!(w.refund(now, 1).remaining, 9, "one unit stays");
+        let first = SlidingWindow::new(NonZeroU32::new(10).unwrap(), Nanos::new(84)).unwrap();
+        assert!(first.check(Nanos::new(5)).is_allowed());
+        assert_eq!(first.refund(Nanos::new(5), 1).remaining, 10);
+    }
+
     #[test]
     fn fixed_window_resets_on_boundaries() {
         let w = fixed(3, 100, 0);

@@ -325,7 +325,19 @@ impl SlidingModel {
         let r = self.at(now);
         let back = cost.min(r.curr);
         if back > 0 {
-            self.stored = Some((r.index, r.prev, r.curr - back));
+            // As `SlidingRule::refunded`: never the word 0 (fresh at any
+            // index) for a window but the very first — at an index ≡ 0 mod
+            // 2^24 with nothing else counted, one unit stays (stricter). A
+            // CI run on 2026-12-03 drew such an index (start
+            // 523 819 105 803 825 627, w = 84) and the model, which lacked
+            // this rule, disagreed; `refund_to_zero_at_index_multiple_of_2_24`
+            // in window.rs pins the rule itself.
+            let first = r.lead == 0 && now / self.w == 0;
+            let mut left = r.curr - back;
+            if left == 0 && r.prev == 0 && r.index % (1 << 24) == 0 && !first {
+                left = 1;
+            }
+            self.stored = Some((r.index, r.prev, left));
         }
     }
 }
@@ -706,4 +718,25 @@ proptest! {
             prop_assert!(d.is_allowed(), "request {} at +{} refused: {:?}", k, k * p, d);
         }
     }
+}
+
+/// The corner a CI run drew on 2026-12-03 (see `SlidingModel::refund`): a
+/// unit admitted and refunded at a window index ≡ 0 mod 2^24 — the model
+/// and the limiter agree that one unit stays.
+#[test]
+fn sliding_model_keeps_one_unit_at_index_multiple_of_2_24() {
+    let (limit, w) = (SLIDING_MAX_LIMIT, 84u64);
+    let sw = SlidingWindow::new(nz(limit), Nanos::new(w)).unwrap();
+    let mut model = SlidingModel {
+        limit,
+        w,
+        stored: None,
+    };
+    let now = (523_819_105_803_825_627 / w / (1 << 24) + 1) * (1 << 24) * w + 3;
+    let t = Nanos::new(now);
+    let got = sw.check_n(t, 1);
+    assert!(model.check(now, 1, got).unwrap());
+    model.refund(now, 1);
+    assert_eq!(sw.refund(t, 1), model.peek(now));
+    assert_eq!(model.peek(now).remaining, limit - 1);
 }

@@ -49,6 +49,8 @@
 //! generators seeded from `STRESS_SEED` (or the time), printed on failure;
 //! the interleavings themselves are not reproducible.
 
+mod stress_support;
+
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::thread;
@@ -56,6 +58,8 @@ use std::time::{Duration, Instant};
 
 use tollgate::keyed::{ConcurrencyRefused, KeyedDecision, KeyedLimiter, KeyedSemaphore};
 use tollgate::{AcquireError, Clock, Gcra, ManualClock, Nanos, Quota, Semaphore};
+
+use stress_support::{Rng, seed};
 
 /// Worker threads (the driver is one more).
 const THREADS: usize = 16;
@@ -88,32 +92,8 @@ fn bound(steps: u64) -> u64 {
     u64::from(BURST) + steps * STEP / T
 }
 
-fn seed() -> u64 {
-    std::env::var("STRESS_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-            t.map_or(1, |d| d.as_secs() ^ u64::from(d.subsec_nanos()) << 32)
-        })
-}
-
-/// xorshift64*: costs, keys, refunds.
-struct Rng(u64);
-
 impl Rng {
-    fn new(seed: u64, thread: usize) -> Rng {
-        Rng((seed ^ (thread as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1)
-    }
-
-    fn below(&mut self, n: u32) -> u32 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        let x = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D);
-        u32::try_from(((x >> 32) * u64::from(n)) >> 32).unwrap()
-    }
-
+    /// A cost in `1..=MAX_COST`.
     fn cost(&mut self) -> u32 {
         1 + self.below(MAX_COST)
     }

@@ -47,6 +47,8 @@
 //! older than the clock), between a claim's exchange and its credit, and
 //! between an overshoot and its take-back.
 
+mod stress_support;
+
 use std::num::NonZeroU32;
 use std::sync::Barrier;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -54,6 +56,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use tollgate::{Clock, Decision, Gcra, ManualClock, Nanos, Quota, TokenBucket};
+
+use stress_support::{Rng, seed};
 
 /// Worker threads (the driver is one more).
 const THREADS: usize = 16;
@@ -74,33 +78,6 @@ fn fast_quota(burst: u32) -> Quota {
 fn bound(quota: &Quota, t0: Nanos, t1: Nanos) -> u64 {
     let t = quota.emission_interval().as_u64();
     u64::from(quota.burst().get()) + (t1.as_u64() - t0.as_u64()) / t
-}
-
-fn seed() -> u64 {
-    std::env::var("STRESS_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-            t.map_or(1, |d| d.as_secs() ^ u64::from(d.subsec_nanos()) << 32)
-        })
-}
-
-/// xorshift64*: costs, refunds, scripted histories.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64, thread: usize) -> Rng {
-        Rng((seed ^ (thread as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1)
-    }
-
-    fn below(&mut self, n: u32) -> u32 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        let x = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D);
-        u32::try_from(((x >> 32) * u64::from(n)) >> 32).unwrap()
-    }
 }
 
 /// A per-thread counter alone on its cache line, so that counting demand
@@ -269,14 +246,6 @@ fn assert_behaves_like_fresh(bucket: &TokenBucket, t1: Nanos, seed: u64) {
     }
 }
 
-/// Joins the workers and sums their tallies.
-fn join_all(workers: Vec<thread::ScopedJoinHandle<'_, Tally>>) -> Tally {
-    workers
-        .into_iter()
-        .map(|w| w.join().unwrap())
-        .fold(Tally::default(), Tally::add)
-}
-
 /// Takes what is left at `t1` with unit checks, single-threaded.
 fn drain(bucket: &TokenBucket, t1: Nanos) -> u64 {
     let mut n = 0;
@@ -284,6 +253,212 @@ fn drain(bucket: &TokenBucket, t1: Nanos) -> u64 {
         n += 1;
     }
     n
+}
+
+/// What a worker of tests (1) to (3) shares with the others and the driver,
+/// and its own demand counter.
+#[derive(Clone, Copy)]
+struct Lane<'a> {
+    bucket: &'a TokenBucket,
+    clock: &'a ManualClock,
+    done: &'a AtomicBool,
+    demand: &'a Demand,
+}
+
+impl Lane<'_> {
+    /// Final round at the last time: take what is left.
+    fn take_the_rest(self, tally: &mut Tally) {
+        while tally.check(self.bucket.check(self.clock.now()), 1) {}
+    }
+}
+
+/// One run of tests (1) to (3), and what it left.
+struct Run {
+    bucket: TokenBucket,
+    clock: ManualClock,
+    /// The workers' summed tallies.
+    tally: Tally,
+    /// The largest `peek` the driver sampled.
+    driver_peek: u32,
+    seed: u64,
+}
+
+impl Run {
+    /// The last clock reading `t1` and `B + floor((t1 − t0) / T)`.
+    fn t1_and_bound(&self) -> (Nanos, u64) {
+        let t1 = self.clock.now();
+        (t1, bound(self.bucket.quota(), T0, t1))
+    }
+
+    /// The read-outs every report ends with.
+    fn readouts(&self) -> String {
+        let t = &self.tally;
+        format!(
+            "refused {}, peek max {} / {} (driver), decision/refund max {} (seed {})",
+            t.refused, t.peek_max, self.driver_peek, t.decision_max, self.seed
+        )
+    }
+}
+
+/// One run of tests (1) to (3): a fresh bucket of `fast_quota(burst)` and a
+/// clock at `T0`; `THREADS` workers, thread `i` running `worker` on its lane
+/// with its generator `Rng::new(seed, i)` until `done`, against the driver
+/// ([`drive`] with `steps`, `per_step` and `step`).
+fn race(
+    burst: u32,
+    steps: u64,
+    per_step: u64,
+    step: impl Fn(u64) -> u64,
+    worker: impl Fn(Lane<'_>, Rng) -> Tally + Sync,
+) -> Run {
+    let seed = seed();
+    let bucket = TokenBucket::new(fast_quota(burst));
+    let clock = ManualClock::new(T0);
+    let done = AtomicBool::new(false);
+    let demand = demands();
+
+    let (tally, driver_peek) = thread::scope(|s| {
+        let workers: Vec<_> = (0..THREADS)
+            .map(|i| {
+                let worker = &worker;
+                let lane = Lane {
+                    bucket: &bucket,
+                    clock: &clock,
+                    done: &done,
+                    demand: &demand[i],
+                };
+                s.spawn(move || worker(lane, Rng::new(seed, i)))
+            })
+            .collect();
+        let peek = drive(&bucket, &clock, &done, &demand, steps, per_step, step);
+        let tally = workers
+            .into_iter()
+            .map(|w| w.join().unwrap())
+            .fold(Tally::default(), Tally::add);
+        (tally, peek)
+    });
+    Run {
+        bucket,
+        clock,
+        tally,
+        driver_peek,
+        seed,
+    }
+}
+
+/// `remaining` never above the burst: in the workers' and the driver's
+/// `peek` samples, in any decision and in any refund's snapshot.
+fn assert_never_above_the_burst(run: &Run) {
+    let (tally, driver_peek, seed) = (&run.tally, run.driver_peek, run.seed);
+    let burst = run.bucket.quota().burst().get();
+    assert!(
+        tally.peek_max <= burst && driver_peek <= burst,
+        "peek above the burst {burst}: workers {}, driver {driver_peek}; {tally:?}; seed {seed}",
+        tally.peek_max
+    );
+    assert!(
+        tally.decision_max <= burst,
+        "a decision or refund read out {} > burst {burst}; {tally:?}; seed {seed}",
+        tally.decision_max
+    );
+}
+
+/// After a run of test (1) or (3) over `steps` steps of `step` ns,
+/// single-threaded: the clock moved by exactly that, and net admitted — the
+/// threads' own less their refunds, plus a drain at `t1` for what transient
+/// refusals left — is exactly `B + floor((t1 − t0) / T)`: not above it
+/// (over-admitted), not below it (tokens lost). Nothing read out above the
+/// burst, and afterwards the bucket is as good as fresh.
+fn assert_exactly_the_bound(name: &str, run: &Run, steps: u64, step: u64) {
+    let (t1, bound) = run.t1_and_bound();
+    let (tally, seed) = (run.tally, run.seed);
+    let burst = run.bucket.quota().burst().get();
+    assert_eq!(t1.as_u64() - T0.as_u64(), steps * step);
+    let drained = drain(&run.bucket, t1);
+    let net = tally.admitted + drained - tally.refunded;
+    let parts = format!(
+        "admitted {} + drained {drained} − refunded {}",
+        tally.admitted, tally.refunded
+    );
+    eprintln!(
+        "{name}: {THREADS} threads, {steps} steps of {step} ns, B {burst}: {parts} = net {net} \
+         of bound {bound} ({:.4}%), {}",
+        net as f64 * 100.0 / bound as f64,
+        run.readouts()
+    );
+    assert!(
+        net <= bound,
+        "over-admitted: net {net} ({parts}) > B + floor((t1 − t0) / T) = {bound}; seed {seed}"
+    );
+    assert_eq!(
+        net, bound,
+        "tokens lost: net {net} ({parts}) < B + floor((t1 − t0) / T) = {bound} after the drain; \
+         seed {seed}"
+    );
+    assert_never_above_the_burst(run);
+    assert_behaves_like_fresh(&run.bucket, t1, seed);
+}
+
+/// How a worker of tests (2) and (3) refunds and samples.
+#[derive(Clone, Copy)]
+struct Refunds {
+    /// `(hold, give)`: an admission is held for a later refund with odds
+    /// `1 / hold`; while something is held, one held admission is refunded
+    /// per round with odds `1 / give`.
+    odds: (u32, u32),
+    /// No refund before this clock reading (the final ones aside).
+    from: Nanos,
+    /// `peek` is sampled when the units asked are a multiple of this (1:
+    /// every round).
+    peek_every: u64,
+}
+
+/// A worker of tests (2) and (3): checks of cost 1..=3 until `done`,
+/// holding some admissions back and refunding them later, at a later clock
+/// reading (see [`Refunds`]); what is still held is refunded at the end.
+fn refunding_worker(w: Lane<'_>, mut rng: Rng, r: Refunds) -> Tally {
+    let Lane {
+        bucket,
+        clock,
+        done,
+        demand,
+    } = w;
+    let mut tally = Tally::default();
+    let mut pending: Vec<u32> = Vec::new();
+    let mut asked = 0u64;
+    let refund = |tally: &mut Tally, cost: u32, now: Nanos| {
+        let s = bucket.refund(now, cost);
+        tally.refunded += u64::from(cost);
+        tally.decision_max = tally.decision_max.max(s.remaining);
+    };
+    while !done.load(Ordering::Acquire) {
+        let cost = 1 + rng.below(3);
+        let d = bucket.check_n(clock.now(), cost);
+        asked += u64::from(cost);
+        demand.0.store(asked, Ordering::Relaxed);
+        if tally.check(d, cost) {
+            if rng.below(r.odds.0) == 0 {
+                pending.push(cost);
+            }
+        } else {
+            thread::yield_now();
+        }
+        if !pending.is_empty() {
+            let now = clock.now();
+            if now >= r.from && rng.below(r.odds.1) == 0 {
+                let c = pending.swap_remove(0);
+                refund(&mut tally, c, now);
+            }
+        }
+        if asked % r.peek_every == 0 {
+            let p = bucket.peek(clock.now()).remaining;
+            tally.peek_max = tally.peek_max.max(p);
+        }
+    }
+    for c in pending {
+        refund(&mut tally, c, clock.now());
+    }
+    tally
 }
 
 /// (1) Unit costs, no refunds: admissions by `fetch_sub`, overshoots taken
@@ -296,74 +471,32 @@ fn unit_checks_admit_exactly_the_bound() {
     const STEPS: u64 = 20_000;
     const STEP: u64 = 16 * T + T / 3;
     const DEMAND: u64 = 64;
-    let seed = seed();
-    let quota = fast_quota(BURST);
-    let bucket = TokenBucket::new(quota);
-    let clock = ManualClock::new(T0);
-    let done = AtomicBool::new(false);
-    let demand = demands();
 
-    let (tally, driver_peek) = thread::scope(|s| {
-        let workers: Vec<_> = (0..THREADS)
-            .map(|i| {
-                let (bucket, clock, done, demand) = (&bucket, &clock, &done, &demand[i]);
-                s.spawn(move || {
-                    let mut tally = Tally::default();
-                    let mut asked = 0u64;
-                    while !done.load(Ordering::Acquire) {
-                        let d = bucket.check(clock.now());
-                        asked += 1;
-                        demand.0.store(asked, Ordering::Relaxed);
-                        if !tally.check(d, 1) {
-                            thread::yield_now();
-                        }
-                        if asked % 8 == 0 {
-                            let p = bucket.peek(clock.now()).remaining;
-                            tally.peek_max = tally.peek_max.max(p);
-                        }
-                    }
-                    // Final round at the last time: take what is left.
-                    while tally.check(bucket.check(clock.now()), 1) {}
-                    tally
-                })
-            })
-            .collect();
-        let peek = drive(&bucket, &clock, &done, &demand, STEPS, DEMAND, |_| STEP);
-        (join_all(workers), peek)
-    });
-
-    let t1 = clock.now();
-    assert_eq!(t1.as_u64() - T0.as_u64(), STEPS * STEP);
-    let drained = drain(&bucket, t1);
-    let net = tally.admitted + drained;
-    let bound = bound(&quota, T0, t1);
-    eprintln!(
-        "unit checks: {THREADS} threads, {STEPS} steps of {STEP} ns, B {BURST}: admitted {} \
-         by the threads + {drained} drained = {net} of bound {bound} ({:.4}%), refused {}, \
-         peek max {} / {driver_peek} (driver), decision max {} (seed {seed})",
-        tally.admitted,
-        net as f64 * 100.0 / bound as f64,
-        tally.refused,
-        tally.peek_max,
-        tally.decision_max
+    let run = race(
+        BURST,
+        STEPS,
+        DEMAND,
+        |_| STEP,
+        |w, _| {
+            let mut tally = Tally::default();
+            let mut asked = 0u64;
+            while !w.done.load(Ordering::Acquire) {
+                let d = w.bucket.check(w.clock.now());
+                asked += 1;
+                w.demand.0.store(asked, Ordering::Relaxed);
+                if !tally.check(d, 1) {
+                    thread::yield_now();
+                }
+                if asked % 8 == 0 {
+                    let p = w.bucket.peek(w.clock.now()).remaining;
+                    tally.peek_max = tally.peek_max.max(p);
+                }
+            }
+            w.take_the_rest(&mut tally);
+            tally
+        },
     );
-    assert!(
-        net <= bound,
-        "over-admitted: net {net} > B + floor((t1 − t0) / T) = {bound}; seed {seed}"
-    );
-    assert_eq!(
-        net, bound,
-        "tokens lost: net {net} < B + floor((t1 − t0) / T) = {bound} after the drain; seed {seed}"
-    );
-    assert!(
-        tally.peek_max <= BURST && driver_peek <= BURST,
-        "peek above the burst: {tally:?}, driver {driver_peek}"
-    );
-    assert!(
-        tally.decision_max <= BURST,
-        "decision above the burst: {tally:?}"
-    );
-    assert_behaves_like_fresh(&bucket, t1, seed);
+    assert_exactly_the_bound("unit checks", &run, STEPS, STEP);
 }
 
 /// (2) Burst 8, steps of ⅓..2⅓ intervals and every 16th step a jump of 10⅓
@@ -383,88 +516,35 @@ fn tokens_never_exceed_the_burst() {
             T / 3 + (i % 5) * T / 2
         }
     };
-    let seed = seed();
-    let quota = fast_quota(BURST);
-    let bucket = TokenBucket::new(quota);
-    let clock = ManualClock::new(T0);
-    let done = AtomicBool::new(false);
-    let demand = demands();
+    let refunds = Refunds {
+        odds: (2, 3),
+        from: T0,
+        peek_every: 1,
+    };
 
-    let (tally, driver_peek) = thread::scope(|s| {
-        let workers: Vec<_> = (0..THREADS)
-            .map(|i| {
-                let (bucket, clock, done, demand) = (&bucket, &clock, &done, &demand[i]);
-                s.spawn(move || {
-                    let mut rng = Rng::new(seed, i);
-                    let mut tally = Tally::default();
-                    let mut pending: Vec<u32> = Vec::new();
-                    let mut asked = 0u64;
-                    let refund = |tally: &mut Tally, cost: u32, now: Nanos| {
-                        let s = bucket.refund(now, cost);
-                        tally.refunded += u64::from(cost);
-                        tally.decision_max = tally.decision_max.max(s.remaining);
-                    };
-                    while !done.load(Ordering::Acquire) {
-                        let cost = 1 + rng.below(3);
-                        let d = bucket.check_n(clock.now(), cost);
-                        asked += u64::from(cost);
-                        demand.0.store(asked, Ordering::Relaxed);
-                        if tally.check(d, cost) {
-                            if rng.below(2) == 0 {
-                                pending.push(cost);
-                            }
-                        } else {
-                            thread::yield_now();
-                        }
-                        if !pending.is_empty() && rng.below(3) == 0 {
-                            let c = pending.swap_remove(0);
-                            refund(&mut tally, c, clock.now());
-                        }
-                        let p = bucket.peek(clock.now()).remaining;
-                        tally.peek_max = tally.peek_max.max(p);
-                    }
-                    for c in pending {
-                        refund(&mut tally, c, clock.now());
-                    }
-                    tally
-                })
-            })
-            .collect();
-        let peek = drive(&bucket, &clock, &done, &demand, STEPS, DEMAND, step);
-        (join_all(workers), peek)
+    let run = race(BURST, STEPS, DEMAND, step, |w, rng| {
+        refunding_worker(w, rng, refunds)
     });
 
-    let t1 = clock.now();
-    let net = tally.admitted - tally.refunded;
-    let bound = bound(&quota, T0, t1);
+    let (t1, bound) = run.t1_and_bound();
+    let Tally {
+        admitted, refunded, ..
+    } = run.tally;
+    let net = admitted - refunded;
+    let share = net as f64 * 100.0 / bound as f64;
     eprintln!(
-        "burst cap: {THREADS} threads, {STEPS} steps, B {BURST}: admitted {}, refunded {}, \
-         net {net} of bound {bound} ({:.2}%, capacity is wasted by design while full), \
-         refused {}, peek max {} / {driver_peek} (driver), decision/refund max {} (seed {seed})",
-        tally.admitted,
-        tally.refunded,
-        net as f64 * 100.0 / bound as f64,
-        tally.refused,
-        tally.peek_max,
-        tally.decision_max
+        "burst cap: {THREADS} threads, {STEPS} steps, B {BURST}: admitted {admitted}, refunded \
+         {refunded}, net {net} of bound {bound} ({share:.2}%, capacity is wasted by design while \
+         full), {}",
+        run.readouts()
     );
-    assert!(
-        tally.peek_max <= BURST && driver_peek <= BURST,
-        "peek above the burst {BURST}: workers {}, driver {driver_peek}; seed {seed}",
-        tally.peek_max
-    );
-    assert!(
-        tally.decision_max <= BURST,
-        "a decision or refund read out {} > burst {BURST}; seed {seed}",
-        tally.decision_max
-    );
+    assert_never_above_the_burst(&run);
     assert!(
         net <= bound,
-        "over-admitted: net {net} (admitted {} − refunded {}) > {bound}; seed {seed}",
-        tally.admitted,
-        tally.refunded
+        "over-admitted: net {net} (admitted {admitted} − refunded {refunded}) > {bound}; seed {}",
+        run.seed
     );
-    assert_behaves_like_fresh(&bucket, t1, seed);
+    assert_behaves_like_fresh(&run.bucket, t1, run.seed);
 }
 
 /// (3) Burst 100, costs 1..=3, one admission in 8 refunded later (at a later
@@ -482,99 +562,29 @@ fn mixed_costs_and_refunds_admit_exactly_the_bound() {
     const STEP: u64 = 3 * T + T / 3;
     const DEMAND: u64 = 32;
     const REFUNDS_FROM: Nanos = Nanos::new(T0.as_u64() + 4 * STEP);
-    let seed = seed();
-    let quota = fast_quota(BURST);
-    let bucket = TokenBucket::new(quota);
-    let clock = ManualClock::new(T0);
-    let done = AtomicBool::new(false);
-    let demand = demands();
+    let refunds = Refunds {
+        odds: (8, 4),
+        from: REFUNDS_FROM,
+        peek_every: 8,
+    };
 
-    let (tally, driver_peek) = thread::scope(|s| {
-        let workers: Vec<_> = (0..THREADS)
-            .map(|i| {
-                let (bucket, clock, done, demand) = (&bucket, &clock, &done, &demand[i]);
-                s.spawn(move || {
-                    let mut rng = Rng::new(seed, i);
-                    let mut tally = Tally::default();
-                    let mut pending: Vec<u32> = Vec::new();
-                    let mut asked = 0u64;
-                    let refund = |tally: &mut Tally, cost: u32, now: Nanos| {
-                        let s = bucket.refund(now, cost);
-                        tally.refunded += u64::from(cost);
-                        tally.decision_max = tally.decision_max.max(s.remaining);
-                    };
-                    while !done.load(Ordering::Acquire) {
-                        let cost = 1 + rng.below(3);
-                        let d = bucket.check_n(clock.now(), cost);
-                        asked += u64::from(cost);
-                        demand.0.store(asked, Ordering::Relaxed);
-                        if tally.check(d, cost) {
-                            if rng.below(8) == 0 {
-                                pending.push(cost);
-                            }
-                        } else {
-                            thread::yield_now();
-                        }
-                        let now = clock.now();
-                        if !pending.is_empty() && now >= REFUNDS_FROM && rng.below(4) == 0 {
-                            let c = pending.swap_remove(0);
-                            refund(&mut tally, c, now);
-                        }
-                        if asked % 8 == 0 {
-                            let p = bucket.peek(clock.now()).remaining;
-                            tally.peek_max = tally.peek_max.max(p);
-                        }
-                    }
-                    for c in pending {
-                        refund(&mut tally, c, clock.now());
-                    }
-                    // Final round at the last time: take what is left.
-                    while tally.check(bucket.check(clock.now()), 1) {}
-                    tally
-                })
-            })
-            .collect();
-        let peek = drive(&bucket, &clock, &done, &demand, STEPS, DEMAND, |_| STEP);
-        (join_all(workers), peek)
-    });
-
-    let t1 = clock.now();
-    assert_eq!(t1.as_u64() - T0.as_u64(), STEPS * STEP);
-    let drained = drain(&bucket, t1);
-    let net = tally.admitted + drained - tally.refunded;
-    let bound = bound(&quota, T0, t1);
-    eprintln!(
-        "mixed: {THREADS} threads, {STEPS} steps of {STEP} ns, B {BURST}: admitted {} + \
-         {drained} drained − refunded {} = net {net} of bound {bound} ({:.4}%), refused {}, \
-         peek max {} / {driver_peek} (driver), decision/refund max {} (seed {seed})",
-        tally.admitted,
-        tally.refunded,
-        net as f64 * 100.0 / bound as f64,
-        tally.refused,
-        tally.peek_max,
-        tally.decision_max
+    let run = race(
+        BURST,
+        STEPS,
+        DEMAND,
+        |_| STEP,
+        |w, rng| {
+            let mut tally = refunding_worker(w, rng, refunds);
+            w.take_the_rest(&mut tally);
+            tally
+        },
     );
-    assert!(tally.refunded > 0, "no refunds happened");
+    assert_exactly_the_bound("mixed", &run, STEPS, STEP);
     assert!(
-        net <= bound,
-        "over-admitted: net {net} (admitted {} + drained {drained} − refunded {}) > \
-         B + floor((t1 − t0) / T) = {bound}; seed {seed}",
-        tally.admitted,
-        tally.refunded
+        run.tally.refunded > 0,
+        "no refunds happened; seed {}",
+        run.seed
     );
-    assert_eq!(
-        net, bound,
-        "tokens lost: net {net} < B + floor((t1 − t0) / T) = {bound} after the drain; seed {seed}"
-    );
-    assert!(
-        tally.peek_max <= BURST && driver_peek <= BURST,
-        "peek above the burst: {tally:?}, driver {driver_peek}"
-    );
-    assert!(
-        tally.decision_max <= BURST,
-        "read-out above the burst: {tally:?}"
-    );
-    assert_behaves_like_fresh(&bucket, t1, seed);
 }
 
 /// (4) One per hour; 16 threads × `CHECKS` unit checks at one instant, for
