@@ -57,7 +57,10 @@
 //! Called from one thread without refunds, time moving forward, every
 //! decision — admitted or not, `remaining`, `reset_after`, `retry_after` —
 //! equals [`Gcra`](crate::Gcra)'s for the same quota and times
-//! (`core/tests/model_token_bucket.rs`). The differences are all stricter:
+//! (`core/tests/model_token_bucket.rs`, and the fuzz target `token_bucket`),
+//! as long as the next arrival stays below 2^63 ns (times below 2^62 ns and
+//! `T` below 2^61 ns, i.e. 146 and 73 years). The differences are all
+//! stricter:
 //!
 //! * a refund fills the bucket to `burst - 1` at most; the last unit comes
 //!   with the next refill, at most `T` later (a bucket made full by a refund
@@ -67,7 +70,10 @@
 //!   base may have covered a joiner); while a claim is being made or an
 //!   episode is open, the tokens that arrived are not yet credited; and a
 //!   refund racing a claim can make the claim keep the old phase with the
-//!   bucket one short of full (its cap of `burst - 1`).
+//!   bucket one short of full (its cap of `burst - 1`);
+//! * a next arrival past 2^63 ns (bit 63 of the `next` word is the claim
+//!   bit) is "never": no more tokens, `retry_after == Nanos::MAX`, where GCRA
+//!   would still count to the end of the `u64` range.
 //!
 //! A thread preempted in the middle of a claim or while it holds an episode
 //! open delays refills (or admissions) until it runs again; it never makes

@@ -229,6 +229,12 @@ impl Model {
     }
 }
 
+/// Ops per history: 200, or 30 under miri (which interprets every step:
+/// 4 cases of 200 ops took 480 s of the miri job's budget).
+fn max_ops() -> usize {
+    if cfg!(miri) { 30 } else { 200 }
+}
+
 /// 512 cases unless `PROPTEST_CASES` says otherwise (miri runs 4).
 fn cases() -> u32 {
     std::env::var("PROPTEST_CASES")
@@ -251,7 +257,7 @@ proptest! {
     fn equals_gcra_without_refunds(
         q in prop_oneof![small_quota(), any_quota()],
         start in prop_oneof![Just(0u64), 0u64..(1 << 40)],
-        ops in prop::collection::vec(op(false), 1..200),
+        ops in prop::collection::vec(op(false), 1..max_ops()),
     ) {
         let ops: Vec<Op> = ops.into_iter().map(forward).collect();
         let (b, g) = (TokenBucket::new(q), Gcra::new(q));
@@ -284,7 +290,7 @@ proptest! {
     fn equals_the_reference_model(
         q in prop_oneof![small_quota(), any_quota()],
         start in prop_oneof![Just(0u64), 0u64..(1 << 40)],
-        ops in prop::collection::vec(op(true), 1..200),
+        ops in prop::collection::vec(op(true), 1..max_ops()),
     ) {
         let b = TokenBucket::new(q);
         let mut m = Model::new(&q);
@@ -321,7 +327,7 @@ proptest! {
     #[test]
     fn net_admissions_stay_within_the_bound(
         q in small_quota(),
-        ops in prop::collection::vec(op(true), 1..200),
+        ops in prop::collection::vec(op(true), 1..max_ops()),
     ) {
         let b = TokenBucket::new(q);
         let t = q.emission_interval().as_u64();
