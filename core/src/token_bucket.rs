@@ -21,6 +21,7 @@
 //!   written about once per emission interval `T`): when the next token
 //!   arrives. A check whose `now` has reached `next` *claims* the tokens that
 //!   arrived — `1 + (now - next) / T` of them: it sets the line's claim bit
+//!   (with the `next` it will store, which refusals meanwhile report)
 //!   with a compare-exchange (one claimer at a time, so no interval is counted
 //!   twice and no claim works from a count another claim has not finished),
 //!   reads `tokens`, credits, and stores the new `next`. If the tokens that
@@ -371,8 +372,9 @@ impl TokenBucket {
             // means no subtraction is pending: x0 is exact (see "Episodes").
             let x0 = self.tokens.0.load(Ordering::Relaxed);
             if x0 < 0 {
-                // An episode is open: claim nothing this time.
-                return seen;
+                // An episode is open: claim nothing this time. (Report the
+                // `next` in force now: another claim may have moved it.)
+                return self.refill.0.next.load(Ordering::Acquire);
             }
             let arrived = self.quota.units_in(now - seen).saturating_add(1);
             // x0 <= burst, so room >= 0.
@@ -393,10 +395,14 @@ impl TokenBucket {
             };
             let next = next.min(NEVER);
             // The claim bit: one claim at a time, and only if `next` is still
-            // what x0 was read under. Acquire on failure: a new `seen`.
+            // what x0 was read under. It goes up with the `next` this claim
+            // will store, so that checks refused meanwhile (the arrivals are
+            // not credited yet) report the wait to the arrival after them,
+            // not to `seen`, which has passed. Acquire on failure: a new
+            // `seen`.
             match self.refill.0.next.compare_exchange(
                 seen,
-                seen | CLAIMING,
+                next | CLAIMING,
                 Ordering::Relaxed,
                 Ordering::Acquire,
             ) {
