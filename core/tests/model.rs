@@ -14,6 +14,8 @@
 // < 2^62, capacity <= 2^63); narrowing them back is exact.
 #![allow(clippy::cast_possible_truncation)]
 
+mod common;
+
 use std::num::NonZeroU32;
 use std::time::Duration;
 
@@ -91,17 +93,9 @@ fn step(now: u64, dt: i64, t: u64) -> u64 {
     }
 }
 
-/// 2048 cases unless `PROPTEST_CASES` says otherwise (miri uses a handful).
-fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2048)
-}
-
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: cases(),
+        cases: common::cases(2048),
         failure_persistence: None,
         ..ProptestConfig::default()
     })]

@@ -11,17 +11,12 @@
 // The model narrows u128 values that are bounded far below u32/u64.
 #![allow(clippy::cast_possible_truncation)]
 
+mod common;
+
 use std::num::NonZeroU32;
 
 use proptest::prelude::*;
 use tollgate_core::{All, Decision, Gcra, Nanos, Quota, SlidingLog};
-
-fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1024)
-}
 
 const N: usize = 5;
 
@@ -115,7 +110,7 @@ impl Model {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: cases(),
+        cases: common::cases(1024),
         failure_persistence: None,
         ..ProptestConfig::default()
     })]

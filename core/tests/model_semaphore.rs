@@ -6,15 +6,10 @@
 // Model counts never exceed u32::MAX (max is a u32).
 #![allow(clippy::cast_possible_truncation)]
 
+mod common;
+
 use proptest::prelude::*;
 use tollgate_core::{AcquireError, ReleaseError, Semaphore};
-
-fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1024)
-}
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -39,7 +34,7 @@ fn ops() -> impl Strategy<Value = Vec<Op>> {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: cases(),
+        cases: common::cases(1024),
         failure_persistence: None,
         ..ProptestConfig::default()
     })]

@@ -13,6 +13,8 @@
 // The model's counts are at most the burst, a u32: narrowing them is exact.
 #![allow(clippy::cast_possible_truncation)]
 
+mod common;
+
 use std::num::NonZeroU32;
 use std::time::Duration;
 
@@ -235,17 +237,9 @@ fn max_ops() -> usize {
     if cfg!(miri) { 30 } else { 200 }
 }
 
-/// 512 cases unless `PROPTEST_CASES` says otherwise (miri runs 4).
-fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(512)
-}
-
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: cases(),
+        cases: common::cases(512),
         ..ProptestConfig::default()
     })]
 

@@ -20,6 +20,8 @@
 //! * A steady load of one unit every `p` ns passes whenever
 //!   `⌈W / p⌉ + 1 <= limit`.
 
+mod common;
+
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 
@@ -28,13 +30,6 @@ use tollgate_core::window::{
     SLIDING_INDEX_MASK, SLIDING_MAX_LIMIT, pack_fixed, pack_sliding, unpack_fixed, unpack_sliding,
 };
 use tollgate_core::{Decision, FixedWindow, Nanos, SlidingWindow, Snapshot};
-
-fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1024)
-}
 
 fn nz(n: u32) -> NonZeroU32 {
     NonZeroU32::new(n).unwrap()
@@ -381,7 +376,7 @@ fn check_bounds(
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: cases(),
+        cases: common::cases(1024),
         failure_persistence: None,
         ..ProptestConfig::default()
     })]
