@@ -709,7 +709,8 @@ mod tests {
     fn denial_after_overshoot_leaves_the_tokens_as_they_were() {
         let b = TokenBucket::new(Quota::per_second(nz(3)));
         assert!(b.check_n(Nanos::ZERO, 2).is_allowed());
-        // One token left: a cost of 2 overshoots, is refused and taken back.
+        // One token left: a cost of 2 opens an episode, is refused, and the
+        // count is restored.
         assert!(!b.check_n(Nanos::ZERO, 2).is_allowed());
         assert_eq!(b.peek(Nanos::ZERO).remaining, 1);
         assert!(b.check(Nanos::ZERO).is_allowed());

@@ -1,5 +1,6 @@
-//! Loom models of [`TokenBucket`]: racing `fetch_sub` admissions, take-backs
-//! of overshoots, claims of refills and refunds, under every interleaving.
+//! Loom models of [`TokenBucket`]: racing `fetch_sub` admissions, episodes
+//! (refusals and their opener's restore), claims of refills and refunds,
+//! under every interleaving loom explores.
 //!
 //! Each model checks the two things the type promises under races: never more
 //! admitted than the bound allows, and no token lost (an episode's opener
@@ -33,7 +34,7 @@ fn admitted(b: &TokenBucket, now: Nanos, cost: u32) -> u32 {
 }
 
 /// Two threads race for the last token with `fetch_sub`: at most one wins,
-/// and the loser's take-back leaves exactly the tokens that are left.
+/// and the loser's episode leaves exactly the tokens that are left.
 #[test]
 fn last_token_goes_to_at_most_one_thread_and_none_is_lost() {
     loom::model(|| {
@@ -74,7 +75,7 @@ fn racing_costs_never_exceed_burst_and_lose_nothing() {
 
 /// A drained bucket at the instant one token arrives: one thread claims the
 /// refill while the other admits with `fetch_sub`, possibly before the claim
-/// has credited (it then overshoots and takes back). At most the one new
+/// has credited (it then opens an episode, and the claim claims nothing). At most the one new
 /// token is admitted and none is lost.
 #[test]
 fn claim_races_a_fetch_sub_admission() {

@@ -1,7 +1,8 @@
 //! Sixteen real threads against one [`TokenBucket`] while a driver thread
 //! moves a shared [`ManualClock`]: admissions by `fetch_sub` and by the
-//! read-first compare-exchange, overshoots and their take-backs, claims of
-//! refills racing each other and the admissions, and refunds, all at once.
+//! read-first compare-exchange, refusals opening and joining episodes (the
+//! opener restores the count), claims of refills racing each other and the
+//! admissions, and refunds, all at once.
 //!
 //! What is proven, per run:
 //!
@@ -12,17 +13,18 @@
 //!   it later), with refunds only giving back what was admitted. Every check
 //!   in a run uses a clock reading `≤ t1`, so `t1` is the latest `now` seen.
 //! * **Not starving: the bound is reached exactly.** Every difference from
-//!   `Gcra` is stricter but transient: a refusal while a take-back or a
-//!   claim's credit is pending leaves the tokens in the bucket, and only a
-//!   cap can lose one (a refund or take-back capped at `B − 1`, a claim that
-//!   fills the bucket and restarts the phase). When threads demand several
+//!   `Gcra` is stricter but transient: a refusal during an episode or while
+//!   a claim's credit is pending leaves the tokens in the bucket, and only a
+//!   cap can lose one (a refund capped at `B − 1`, a claim that fills the
+//!   bucket and restarts the phase). When threads demand several
 //!   times what a step brings, the bucket is never near full after the first
 //!   step (a check is refused only when tokens are short), so no cap binds
 //!   (test 3 holds its refunds back for the first 4 steps for that reason)
 //!   and no capacity is wasted: net admitted — the threads' own, plus a
 //!   single-threaded drain at `t1` for what transient refusals left — equals
 //!   the bound. That is a count argument, not a timing one. (A 90% floor is
-//!   too weak: `give_back` doing nothing still reaches 93.9% in test 1.)
+//!   too weak: with the first design's take-backs, a take-back doing nothing
+//!   still reached 93.9% in test 1.)
 //! * **Never above the burst.** `peek(now).remaining`, every decision's
 //!   `remaining` and every refund's snapshot stay `≤ B` while the threads
 //!   race (sampled by the workers and by the driver). After the run,
@@ -45,7 +47,7 @@
 //! has 2 cores, so the 17 threads are oversubscribed on purpose: workers are
 //! preempted between reading the clock and checking (their `now` is then
 //! older than the clock), between a claim's exchange and its credit, and
-//! between an overshoot and its take-back.
+//! between opening an episode and closing it.
 
 mod stress_support;
 
@@ -461,8 +463,8 @@ fn refunding_worker(w: Lane<'_>, mut rng: Rng, r: Refunds) -> Tally {
     tally
 }
 
-/// (1) Unit costs, no refunds: admissions by `fetch_sub`, overshoots taken
-/// back, claims racing. 16⅓ intervals per step against 64 units demanded:
+/// (1) Unit costs, no refunds: admissions by `fetch_sub`, episodes opened
+/// and closed, claims racing. 16⅓ intervals per step against 64 units demanded:
 /// net admitted ≤ `B + floor((t1 − t0) / T)`, and equal to it once the
 /// transients are drained.
 #[test]
@@ -501,7 +503,7 @@ fn unit_checks_admit_exactly_the_bound() {
 
 /// (2) Burst 8, steps of ⅓..2⅓ intervals and every 16th step a jump of 10⅓
 /// intervals, so the bucket is often full and claims restart the phase while
-/// overshoots (costs 1..=3) and refunds (half the admissions, given back
+/// refusals (costs 1..=3) and refunds (half the admissions, given back
 /// later) race them: `remaining` never above 8 in any sample, decision or
 /// refund; the bound holds; afterwards the bucket is as good as fresh.
 #[test]
