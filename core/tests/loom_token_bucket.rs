@@ -75,8 +75,8 @@ fn racing_costs_never_exceed_burst_and_lose_nothing() {
 
 /// A drained bucket at the instant one token arrives: one thread claims the
 /// refill while the other admits with `fetch_sub`, possibly before the claim
-/// has credited (it then opens an episode, and the claim claims nothing). At most the one new
-/// token is admitted and none is lost.
+/// has credited (it then opens an episode, and a claim that finds it open
+/// claims nothing). At most the one new token is admitted and none is lost.
 #[test]
 fn claim_races_a_fetch_sub_admission() {
     loom::model(|| {
