@@ -47,18 +47,6 @@ fn any_quota() -> impl Strategy<Value = Quota> {
     })
 }
 
-/// Small, human-scale quotas where histories hit every branch often.
-fn small_quota() -> impl Strategy<Value = Quota> {
-    (1u32..=10, 1u64..=10_000, 1u32..=12).prop_map(|(l, p, b)| {
-        Quota::new(
-            NonZeroU32::new(l).unwrap(),
-            Duration::from_nanos(p * l as u64),
-        )
-        .unwrap()
-        .with_burst(NonZeroU32::new(b).unwrap())
-    })
-}
-
 #[derive(Clone, Debug)]
 enum Op {
     /// Move time by `dt` (negative: backwards) and check `cost`.
@@ -103,7 +91,7 @@ proptest! {
     /// Never over-admit, for any history: every run of consecutive
     /// admissions satisfies the GCRA bound (refunds counted against it).
     #[test]
-    fn never_over_admits(q in small_quota(), start in 0u64..1_000_000, ops in ops(false)) {
+    fn never_over_admits(q in common::small_quota(), start in 0u64..1_000_000, ops in ops(false)) {
         let g = Gcra::new(q);
         let t = q.emission_interval().as_u64() as i128;
         let b = q.burst().get() as i128;
@@ -155,7 +143,7 @@ proptest! {
 
     /// With time moving forward, GCRA is exactly a token bucket.
     #[test]
-    fn equals_exact_token_bucket(q in small_quota(), start in 0u64..1_000_000, ops in ops(true)) {
+    fn equals_exact_token_bucket(q in common::small_quota(), start in 0u64..1_000_000, ops in ops(true)) {
         let g = Gcra::new(q);
         let t = q.emission_interval().as_u64() as u128;
         let cap = q.burst().get() as u128 * t;

@@ -21,18 +21,6 @@ use std::time::Duration;
 use proptest::prelude::*;
 use tollgate_core::{Decision, Gcra, Nanos, Quota, Snapshot, TokenBucket};
 
-/// Small, human-scale quotas where histories hit every branch often.
-fn small_quota() -> impl Strategy<Value = Quota> {
-    (1u32..=10, 1u64..=10_000, 1u32..=12).prop_map(|(l, p, b)| {
-        Quota::new(
-            NonZeroU32::new(l).unwrap(),
-            Duration::from_nanos(p * l as u64),
-        )
-        .unwrap()
-        .with_burst(NonZeroU32::new(b).unwrap())
-    })
-}
-
 /// Quotas across the supported range: 1/day .. 10^9/s, any burst.
 fn any_quota() -> impl Strategy<Value = Quota> {
     let limit = prop_oneof![1u32..=10, 1u32..=1_000_000_000];
@@ -249,7 +237,7 @@ proptest! {
     /// holds the tokens it holds. `equals_the_reference_model` covers that.)
     #[test]
     fn equals_gcra_without_refunds(
-        q in prop_oneof![small_quota(), any_quota()],
+        q in prop_oneof![common::small_quota(), any_quota()],
         start in prop_oneof![Just(0u64), 0u64..(1 << 40)],
         ops in prop::collection::vec(op(false), 1..max_ops()),
     ) {
@@ -282,7 +270,7 @@ proptest! {
     /// One thread, refunds and resets anywhere: equals the sequential model.
     #[test]
     fn equals_the_reference_model(
-        q in prop_oneof![small_quota(), any_quota()],
+        q in prop_oneof![common::small_quota(), any_quota()],
         start in prop_oneof![Just(0u64), 0u64..(1 << 40)],
         ops in prop::collection::vec(op(true), 1..max_ops()),
     ) {
@@ -320,7 +308,7 @@ proptest! {
     /// run of consecutive admissions i..=j, net cost ≤ burst + (s_j - s_i) / T.
     #[test]
     fn net_admissions_stay_within_the_bound(
-        q in small_quota(),
+        q in common::small_quota(),
         ops in prop::collection::vec(op(true), 1..max_ops()),
     ) {
         let b = TokenBucket::new(q);
