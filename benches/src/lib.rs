@@ -88,6 +88,60 @@ pub fn side_by_side(
     (median(&mut ta), median(&mut tb))
 }
 
+/// The machine's CPU time so far, from the aggregate `cpu` line of
+/// `/proc/stat`, in clock ticks: all of it, and the part the hypervisor gave
+/// to other guests while this one had work (*steal*). `None` where there is
+/// no `/proc/stat` (not Linux) or the line cannot be read.
+///
+/// On a virtual machine the scaling figures depend on whether the guest's
+/// vCPUs actually ran at the same time; steal is the part of that the guest
+/// can see, so `compare` reports it next to every scaling line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CpuTicks {
+    /// Every state's ticks added up (user, nice, system, idle, iowait, irq,
+    /// softirq, steal).
+    pub total: u64,
+    /// Ticks stolen by the hypervisor.
+    pub steal: u64,
+}
+
+impl CpuTicks {
+    /// Reads `/proc/stat` now.
+    pub fn now() -> Option<CpuTicks> {
+        CpuTicks::parse(&std::fs::read_to_string("/proc/stat").ok()?)
+    }
+
+    /// Parses the text of `/proc/stat`: its first line,
+    /// `cpu  user nice system idle iowait irq softirq steal guest guest_nice`
+    /// (guest time is already counted in user and nice, so it is left out).
+    pub fn parse(stat: &str) -> Option<CpuTicks> {
+        let line = stat.lines().next()?;
+        let mut fields = line.split_whitespace();
+        if fields.next()? != "cpu" {
+            return None;
+        }
+        let v: Vec<u64> = fields
+            .take(8)
+            .map(|f| f.parse().ok())
+            .collect::<Option<_>>()?;
+        if v.len() < 8 {
+            return None;
+        }
+        Some(CpuTicks {
+            total: v.iter().sum(),
+            steal: v[7],
+        })
+    }
+
+    /// Stolen share of the machine's time between `self` and `later`, in
+    /// percent (`None` if no time passed or the counters went backwards).
+    pub fn steal_percent_until(self, later: CpuTicks) -> Option<f64> {
+        let total = later.total.checked_sub(self.total).filter(|&t| t > 0)?;
+        let steal = later.steal.checked_sub(self.steal)?;
+        Some(steal as f64 * 100.0 / total as f64)
+    }
+}
+
 /// One JSON object (a line of `compare`'s output).
 #[derive(Debug, Default)]
 pub struct Line {
@@ -149,5 +203,26 @@ mod tests {
         );
         assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
+
+    #[test]
+    fn steal_from_proc_stat() {
+        let a = CpuTicks::parse("cpu  100 0 50 800 10 0 5 35 0 0\ncpu0 1 2 3\n").unwrap();
+        assert_eq!(
+            a,
+            CpuTicks {
+                total: 1000,
+                steal: 35
+            }
+        );
+        let b = CpuTicks::parse("cpu  150 0 60 930 10 0 5 45 7 0\n").unwrap();
+        // 200 ticks passed, 10 of them stolen.
+        assert_eq!(a.steal_percent_until(b), Some(5.0));
+        assert_eq!(b.steal_percent_until(a), None);
+        assert_eq!(a.steal_percent_until(a), None);
+        // Kernels older than 2.6.11 have no steal column: not guessed.
+        assert_eq!(CpuTicks::parse("cpu  1 2 3 4 5 6 7\n"), None);
+        assert_eq!(CpuTicks::parse("intr 1 2 3 4 5 6 7 8\n"), None);
+        assert_eq!(CpuTicks::parse(""), None);
     }
 }

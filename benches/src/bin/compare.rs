@@ -33,13 +33,17 @@ use tollgate::{
     All, Clock, CoarseClock, FixedWindow, Gcra, MonotonicClock, Nanos, Quota, Semaphore,
     SlidingLog, SlidingWindow, TokenBucket,
 };
-use tollgate_benches::{Line, allowed, fake_clock, nz, side_by_side};
+use tollgate_benches::{CpuTicks, Line, allowed, fake_clock, nz, side_by_side};
 
 struct Cfg {
     reps: usize,
     iters: u64,
     quick: bool,
     out: Option<std::fs::File>,
+    /// `/proc/stat` when the previous scaling line was emitted (or the
+    /// scaling group started): each scaling line reports the steal between
+    /// it and the previous one, i.e. during its own measurements.
+    ticks: Option<CpuTicks>,
 }
 
 impl Cfg {
@@ -217,17 +221,28 @@ fn scaling_line(
     } else {
         "2-core machine"
     };
-    cfg.emit(
-        Line::new(bench)
-            .pair(threads as f64 * 1e3 / t, threads as f64 * 1e3 / g)
-            .num("threads", threads as f64)
-            .num("tollgate_mops_total", t)
-            .num("peer_mops_total", g)
-            .str("note", note),
-    );
+    let ticks = CpuTicks::now();
+    let steal = cfg
+        .ticks
+        .zip(ticks)
+        .and_then(|(a, b)| a.steal_percent_until(b));
+    cfg.ticks = ticks;
+    let mut line = Line::new(bench)
+        .pair(threads as f64 * 1e3 / t, threads as f64 * 1e3 / g)
+        .num("threads", threads as f64)
+        .num("tollgate_mops_total", t)
+        .num("peer_mops_total", g)
+        .str("note", note);
+    if let Some(steal) = steal {
+        // The hypervisor's share of the machine during this line's
+        // measurements: threads of a stolen vCPU did not run.
+        line = line.num("steal_pct", steal);
+    }
+    cfg.emit(line);
 }
 
 fn scaling(cfg: &mut Cfg) {
+    cfg.ticks = CpuTicks::now();
     let reps = cfg.reps.min(5);
     let iters = cfg.iters / 4;
     let now = Nanos::from_secs(1);
@@ -934,6 +949,7 @@ fn main() {
         iters: if quick { 2_000_000 } else { 10_000_000 },
         quick,
         out,
+        ticks: None,
     };
     // `--only NAME[,NAME]` runs just those groups (gcra, algorithms, keyed,
     // policy, clock, headers, scaling; redis only when named); the default
