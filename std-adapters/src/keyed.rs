@@ -936,7 +936,7 @@ impl<A: KeyedAlgorithm, S: BuildHasher> KeyedLimiter<A, S> {
         now: Nanos,
         cost: u32,
     ) -> KeyedDecision {
-        let step = |state| self.algorithm.decide(quota, state, now, cost);
+        let step = move |state| self.algorithm.decide(quota, state, now, cost);
         match self.transact(key, now, Mode::Tighten, step) {
             Ok(d) => KeyedDecision::Decided(d),
             Err(d) => match self.when_full {
@@ -1041,7 +1041,7 @@ impl<A: KeyedAlgorithm, S: BuildHasher> KeyedLimiter<A, S> {
         now: Nanos,
         cost: u32,
     ) -> KeyedDecision {
-        let step = |state| self.algorithm.decide(quota, state, now, cost);
+        let step = move |state| self.algorithm.decide(quota, state, now, cost);
         match self.transact_at(fp, home, now, Mode::Tighten, step) {
             Ok(d) => KeyedDecision::Decided(d),
             Err(d) => match self.when_full {
