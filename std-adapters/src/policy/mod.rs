@@ -77,7 +77,10 @@ pub use model::{
     Per, PlanSpec, PolicyError, PolicyFile, QueueOn, QueueRoutes, QueueSpec, ResponseSpec,
     RouteSpec, ScopeSpec,
 };
-use model::{Seg, line_col, matches, methods_overlap, overlap, parse_pattern};
+use model::{
+    Seg, line_col, matches, method_applies, methods_overlap, overlap, parse_pattern,
+    request_methods,
+};
 
 /// Most members one request can be checked against (plan windows, bursts,
 /// endpoint limits, org pool); more is refused at load.
@@ -1042,18 +1045,22 @@ impl Engine {
         b.get(id).filter(|b| now < b.until).map_or(1, |b| b.factor)
     }
 
-    /// The endpoint rule `req` matches (rules never overlap, so at most one).
+    /// The endpoint rule `req` matches: rules of one method never overlap,
+    /// so at most one for its own method; a HEAD without a rule of its own
+    /// takes the GET rule (see `model::request_methods`).
     fn endpoint(&self, req: &Request<'_>) -> Option<usize> {
         let path = req.path.split_once('?').map_or(req.path, |(p, _)| p);
-        let exact = self.exact.get(path).and_then(|v| {
-            v.iter()
-                .find(|(m, _)| methods_overlap(m, req.method))
-                .map(|&(_, i)| i)
-        });
-        exact.or_else(|| {
-            self.patterned.iter().copied().find(|&i| {
-                let e = &self.endpoints[i];
-                methods_overlap(&e.method, req.method) && matches(&e.path, path)
+        request_methods(req.method).find_map(|method| {
+            let exact = self.exact.get(path).and_then(|v| {
+                v.iter()
+                    .find(|(m, _)| methods_overlap(m, method))
+                    .map(|&(_, i)| i)
+            });
+            exact.or_else(|| {
+                self.patterned.iter().copied().find(|&i| {
+                    let e = &self.endpoints[i];
+                    methods_overlap(&e.method, method) && matches(&e.path, path)
+                })
             })
         })
     }
@@ -1084,7 +1091,7 @@ impl Engine {
         if self
             .exempt
             .iter()
-            .any(|(m, p)| methods_overlap(m, req.method) && matches(p, req.path))
+            .any(|(m, p)| method_applies(m, req.method) && matches(p, req.path))
         {
             return Ok(Outcome::Exempt);
         }

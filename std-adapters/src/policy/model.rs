@@ -410,12 +410,41 @@ pub(crate) fn methods_overlap(a: &str, b: &str) -> bool {
     a == "*" || b == "*" || a.eq_ignore_ascii_case(b)
 }
 
+/// The methods whose rules apply to a request made with `method`, in order
+/// of precedence: its own, then, for `HEAD`, `GET`. RFC 9110 §9.3.2: HEAD is
+/// GET without the content, and servers (axum among them) run the GET
+/// handler for it — so a HEAD must be limited, priced and exempted like the
+/// GET it runs, unless the policy has a rule of its own for HEAD.
+pub(crate) fn request_methods(method: &str) -> impl Iterator<Item = &str> {
+    let head = method.eq_ignore_ascii_case("HEAD");
+    std::iter::once(method).chain(head.then_some("GET"))
+}
+
+/// Whether a rule for `rule` (a method or `*`) applies to a request made
+/// with `method` (see [`request_methods`]).
+pub(crate) fn method_applies(rule: &str, method: &str) -> bool {
+    request_methods(method).any(|m| methods_overlap(rule, m))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn pat(p: &str) -> Vec<Seg> {
         parse_pattern(p).unwrap()
+    }
+
+    #[test]
+    fn head_requests_take_get_rules() {
+        assert!(method_applies("GET", "HEAD"));
+        assert!(method_applies("get", "head"));
+        assert!(method_applies("HEAD", "HEAD"));
+        assert!(method_applies("*", "HEAD"));
+        assert!(!method_applies("HEAD", "GET"));
+        assert!(!method_applies("POST", "HEAD"));
+        assert!(!method_applies("GET", "POST"));
+        assert_eq!(request_methods("HEAD").collect::<Vec<_>>(), ["HEAD", "GET"]);
+        assert_eq!(request_methods("GET").collect::<Vec<_>>(), ["GET"]);
     }
 
     #[test]
