@@ -176,6 +176,51 @@ pub trait KeyedAlgorithm: KeyedState {
 
     /// The state after giving back `cost` at `now` (`None`: unchanged).
     fn refunded(&self, quota: &Self::Quota, state: u64, now: Nanos, cost: u32) -> Option<u64>;
+
+    /// The state after giving back, at `now`, `cost` units that were charged
+    /// at `charged_at` — only as much as that charge still weighs at `now`
+    /// (`None`: unchanged). A refund that arrives late (a response that
+    /// took a while) must not give back a unit that time has already given
+    /// back: a window that has rolled over since, or a GCRA bucket that has
+    /// refilled, owes the charge nothing, and taking a unit off the *new*
+    /// window or the refilled bucket would admit one more than the limit.
+    ///
+    /// The default gives back nothing unless the charge was made at `now`
+    /// (then it is [`refunded`](Self::refunded)): never more than owed.
+    /// GCRA gives back `cost × T` less the time elapsed since the charge;
+    /// the windows give back the units only within the window of the charge.
+    ///
+    /// ```
+    /// use std::num::NonZeroU32;
+    /// use tollgate::keyed::{KeyedAlgorithm, KeyedGcra};
+    /// use tollgate::{Nanos, Quota};
+    ///
+    /// let q = Quota::per_second(NonZeroU32::new(1).unwrap()); // T = 1 s
+    /// let t0 = Nanos::ZERO;
+    /// let (_, tat) = KeyedGcra.decide(&q, 0, t0, 1); // TAT = 1 s
+    /// let tat = tat.unwrap();
+    /// // Given back at once: the whole second.
+    /// assert_eq!(KeyedGcra.refunded_since(&q, tat, t0, t0, 1), Some(0));
+    /// // 0.4 s later: only the 0.6 s the charge still weighs.
+    /// let later = Nanos::from_millis(400);
+    /// assert_eq!(KeyedGcra.refunded_since(&q, tat, t0, later, 1), Some(400_000_000));
+    /// // A second later the bucket has refilled on its own: nothing owed.
+    /// assert_eq!(KeyedGcra.refunded_since(&q, tat, t0, Nanos::from_secs(1), 1), None);
+    /// ```
+    fn refunded_since(
+        &self,
+        quota: &Self::Quota,
+        state: u64,
+        charged_at: Nanos,
+        now: Nanos,
+        cost: u32,
+    ) -> Option<u64> {
+        if charged_at == now {
+            self.refunded(quota, state, now, cost)
+        } else {
+            None
+        }
+    }
 }
 
 /// What a [`KeyedLimiter`] needs to know about a per-key state to reclaim
@@ -225,6 +270,32 @@ impl KeyedAlgorithm for KeyedGcra {
     #[inline]
     fn refunded(&self, quota: &Quota, state: u64, now: Nanos, cost: u32) -> Option<u64> {
         gcra::refunded(quota, state, now, cost)
+    }
+
+    /// The charge moved the TAT `cost × T` forward; the bucket has since
+    /// regenerated `now − charged_at` of it at most, so at least `cost × T −
+    /// (now − charged_at)` of the charge is still in the TAT (it is all
+    /// there if the bucket was never full in between, less if it was): move
+    /// the TAT back by that much, never below `now`. Never gives back more
+    /// than the charge still weighs, so a late refund cannot admit beyond
+    /// the bound. A `charged_at` after `now` (a clock stepping back) counts
+    /// as no time elapsed.
+    fn refunded_since(
+        &self,
+        quota: &Quota,
+        state: u64,
+        charged_at: Nanos,
+        now: Nanos,
+        cost: u32,
+    ) -> Option<u64> {
+        let elapsed = now.as_u64().saturating_sub(charged_at.as_u64());
+        let weight = u64::from(cost).saturating_mul(quota.emission_interval().as_u64());
+        let owed = weight.saturating_sub(elapsed);
+        let now = now.as_u64();
+        if owed == 0 || state <= now {
+            return None;
+        }
+        Some(state.saturating_sub(owed).max(now))
     }
 }
 
@@ -1101,6 +1172,51 @@ impl<A: KeyedAlgorithm, S: BuildHasher> KeyedLimiter<A, S> {
         let step = |state| match self.algorithm.refunded(quota, state, now, cost) {
             Some(new) => (self.algorithm.snapshot(quota, new, now), Some(new)),
             None => (self.algorithm.snapshot(quota, state, now), None),
+        };
+        match self.transact(key, now, Mode::Loosen, step) {
+            Ok(s) | Err(s) => s,
+        }
+    }
+
+    /// Gives back, at `now`, `cost` units charged to `key` at `charged_at`,
+    /// as far as that charge still weighs (see
+    /// [`KeyedAlgorithm::refunded_since`]): the refund of a request whose
+    /// response came back after its window rolled over, or after the
+    /// bucket refilled, gives back nothing. Returns the key's read-out.
+    ///
+    /// ```
+    /// use std::num::NonZeroU32;
+    /// use tollgate::keyed::KeyedLimiter;
+    /// use tollgate::{Nanos, Quota};
+    ///
+    /// let store = KeyedLimiter::new(100).unwrap();
+    /// // A unit every 30 s, at most 2 at once.
+    /// let q = Quota::per_minute(NonZeroU32::new(2).unwrap());
+    /// let t0 = Nanos::ZERO;
+    /// assert!(store.check("k", &q, t0).is_allowed());
+    /// assert!(store.check("k", &q, t0).is_allowed());
+    /// // Refunded at once: the unit comes back.
+    /// assert_eq!(store.refund_since("k", &q, t0, t0, 1).remaining, 1);
+    /// assert!(store.check("k", &q, t0).is_allowed());
+    /// // 30 s later a unit has come back by itself; the charge made at t0
+    /// // weighs nothing any more, so its refund gives nothing back.
+    /// let t1 = Nanos::from_secs(30);
+    /// assert_eq!(store.refund_since("k", &q, t0, t1, 1).remaining, 1);
+    /// assert!(store.check("k", &q, t1).is_allowed());
+    /// assert!(!store.check("k", &q, t1).is_allowed());
+    /// ```
+    pub fn refund_since<K: Hash + ?Sized>(
+        &self,
+        key: &K,
+        quota: &A::Quota,
+        charged_at: Nanos,
+        now: Nanos,
+        cost: u32,
+    ) -> Snapshot {
+        let alg = &self.algorithm;
+        let step = |state| match alg.refunded_since(quota, state, charged_at, now, cost) {
+            Some(new) => (alg.snapshot(quota, new, now), Some(new)),
+            None => (alg.snapshot(quota, state, now), None),
         };
         match self.transact(key, now, Mode::Loosen, step) {
             Ok(s) | Err(s) => s,

@@ -460,3 +460,72 @@ fn s4e_unknown_or_missing_plan_and_no_key_are_caller_errors() {
         RequestError::Unauthenticated
     );
 }
+
+/// A 304 that comes back after its minute is over gives nothing back: the
+/// token it was charged expired with minute 0, and taking one off minute 1
+/// would let minute 1 admit 101 counted requests on a 100/min tier (found by
+/// review: the refund was made as of the response's time).
+#[test]
+fn s4e_304_completed_in_a_later_minute_gives_the_new_minute_nothing() {
+    let e = engine();
+    let req = get("k", "standard");
+    // A slow conditional GET admitted at 59 s (minute 0).
+    let slow = admit(e.check(&req, ms(59_000)).unwrap());
+    // Minute 1: 100 ordinary requests (200 OK), one per 0.6 s (the burst's
+    // refill rate, so only the minute window can bind).
+    for i in 0..100u64 {
+        let t = ms(60_000 + 600 * i);
+        let a = admit(e.check(&req, t).unwrap());
+        e.complete(a, 200, t);
+    }
+    // The slow one ends with 304 at 119.5 s.
+    e.complete(slow, 304, ms(119_500));
+    // Minute 1 already holds 100 counted requests: a 101st is refused.
+    let o = e.check(&req, ms(119_500)).unwrap();
+    assert!(
+        matches!(o, Outcome::Denied(_)),
+        "101st counted request of minute 1 admitted: {o:?}"
+    );
+}
+
+/// The same for the burst (GCRA) member: a 304 that ends after the bucket
+/// refilled gives back only what its charge still weighs — here nothing — so
+/// 20 requests at one instant stay the most a burst of 20 allows.
+#[test]
+fn s4e_304_completed_after_the_bucket_refilled_gives_nothing_back() {
+    let e = engine();
+    let req = get("k", "standard");
+    // A slow conditional GET at 0 s; the bucket is full again by 30 s.
+    let slow = admit(e.check(&req, Nanos::ZERO).unwrap());
+    for _ in 0..20 {
+        let a = admit(e.check(&req, secs(30)).unwrap());
+        e.complete(a, 200, secs(30));
+    }
+    e.complete(slow, 304, secs(30));
+    let o = e.check(&req, secs(30)).unwrap();
+    assert!(
+        matches!(o, Outcome::Denied(_)),
+        "21st request at one instant admitted on a burst of 20: {o:?}"
+    );
+}
+
+/// A 304 that comes back within its minute, a moment after its request,
+/// still costs nothing of the minute: a hundred of them leave the tier's 100
+/// counted requests free (the burst member keeps the 50 ms each one took:
+/// a late refund gives back what the charge still weighs).
+#[test]
+fn s4e_304_completed_within_its_minute_still_costs_nothing() {
+    let e = engine();
+    let req = get("k", "standard");
+    for i in 0..100u64 {
+        // A conditional GET answered 304 50 ms later, then an ordinary one.
+        let t = ms(600 * i);
+        let a = admit(e.check(&req, t).unwrap());
+        e.complete(a, 304, t + ms(50));
+        let b = admit(e.check(&req, t + ms(100)).unwrap());
+        e.complete(b, 200, t + ms(100));
+    }
+    // The minute holds the 100 ordinary requests and nothing of the 304s.
+    let o = e.check(&req, ms(59_900)).unwrap();
+    assert!(matches!(o, Outcome::Denied(_)), "{o:?}");
+}

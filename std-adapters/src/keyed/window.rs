@@ -67,12 +67,34 @@ impl KeyedAlgorithm for KeyedFixedWindow {
     fn refunded(&self, limit: &NonZeroU32, state: u64, now: Nanos, cost: u32) -> Option<u64> {
         self.rule.with_limit(*limit).refunded(state, now, cost)
     }
+    /// Within the window of the charge: the units come back. After it
+    /// rolled over: nothing (the charge counted in a window that is over;
+    /// taking a unit off the new one would admit one more than its limit).
+    fn refunded_since(
+        &self,
+        limit: &NonZeroU32,
+        state: u64,
+        charged_at: Nanos,
+        now: Nanos,
+        cost: u32,
+    ) -> Option<u64> {
+        let (w, off) = (
+            u128::from(self.rule.window().as_u64()),
+            u128::from(self.rule.offset().as_u64()),
+        );
+        let index = |t: Nanos| (u128::from(t.as_u64()) + off) / w;
+        (index(charged_at) == index(now))
+            .then(|| self.refunded(limit, state, now, cost))
+            .flatten()
+    }
 }
 
 /// The approximate sliding-window counter per key (see
 /// [`SlidingWindow`](tollgate_core::SlidingWindow) for its error bound); the
 /// store fixes the window, each call brings the key's limit (clamped to
-/// 16 777 215).
+/// [`SLIDING_MAX_LIMIT`](tollgate_core::window::SLIDING_MAX_LIMIT) =
+/// 1 048 575, the 20 count bits of the packed state; a cost above it is
+/// refused as exceeding capacity).
 ///
 /// ```
 /// use std::num::NonZeroU32;
@@ -85,6 +107,11 @@ impl KeyedAlgorithm for KeyedFixedWindow {
 /// let limit = NonZeroU32::new(100).unwrap();
 /// assert_eq!(store.check_n("key", &limit, Nanos::ZERO, 100).decision().unwrap().remaining(), 0);
 /// assert!(!store.check("key", &limit, Nanos::from_secs(59)).is_allowed());
+///
+/// // A larger limit counts as SLIDING_MAX_LIMIT.
+/// use tollgate::window::SLIDING_MAX_LIMIT;
+/// let d = store.check_n("big", &NonZeroU32::MAX, Nanos::ZERO, SLIDING_MAX_LIMIT + 1);
+/// assert!(matches!(d.decision(), Some(tollgate::Decision::ExceedsCapacity { .. })));
 /// ```
 #[derive(Clone, Copy, Debug)]
 pub struct KeyedSlidingWindow {
@@ -130,5 +157,21 @@ impl KeyedAlgorithm for KeyedSlidingWindow {
         self.rule
             .with_limit_clamped(*limit)
             .refunded(state, now, cost)
+    }
+    /// Within the window of the charge: the units come back. Later: nothing
+    /// (the charge may still weigh as the previous window's count, but
+    /// giving it back there is left out: stricter, never looser).
+    fn refunded_since(
+        &self,
+        limit: &NonZeroU32,
+        state: u64,
+        charged_at: Nanos,
+        now: Nanos,
+        cost: u32,
+    ) -> Option<u64> {
+        let w = self.rule.window().as_u64();
+        (charged_at.as_u64() / w == now.as_u64() / w)
+            .then(|| self.refunded(limit, state, now, cost))
+            .flatten()
     }
 }

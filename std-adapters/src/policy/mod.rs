@@ -370,6 +370,9 @@ struct Refund<'e> {
     who: OwnedWho,
     org: Option<String>,
     factor: u32,
+    /// When the units were charged: a refund gives back only what the
+    /// charge still weighs at completion (see [`Engine::complete`]).
+    charged_at: Nanos,
 }
 
 /// An admitted request: its headers, what it was charged, and its
@@ -1160,7 +1163,7 @@ impl Engine {
             let Some((w, f)) = subject(m) else { continue };
             let d = self.apply(&self.rules[m.rule], w, m.units, f, now, Op::Charge);
             if !d.is_allowed() {
-                self.refund_all(&members[..i], who, org, factor, now);
+                self.refund_all(&members[..i], who, org, factor, now, now);
                 return Err(self.deny_rate(members, &decisions, factor, i, d, now));
             }
             decisions[i] = d;
@@ -1173,7 +1176,7 @@ impl Engine {
                 Ok(permit) => permits[slot] = Some(permit),
                 Err(refused) => {
                     drop(permits);
-                    self.refund_all(members, who, org, factor, now);
+                    self.refund_all(members, who, org, factor, now, now);
                     let (current, max) = match refused {
                         ConcurrencyRefused::Full { in_use, max } => (in_use, max),
                         _ => (max, max),
@@ -1192,6 +1195,7 @@ impl Engine {
             who: OwnedWho::of(who),
             org: org.map(str::to_owned),
             factor,
+            charged_at: now,
         });
         Ok(Admission {
             headers,
@@ -1200,12 +1204,17 @@ impl Engine {
         })
     }
 
+    /// Gives back at `now` what `members` were charged at `charged_at`, as
+    /// far as it still weighs (a window that rolled over since, or a bucket
+    /// that refilled, gets nothing back).
+    #[allow(clippy::too_many_arguments)]
     fn refund_all(
         &self,
         members: &[Member],
         who: Who<'_>,
         org: Option<&str>,
         factor: u32,
+        charged_at: Nanos,
         now: Nanos,
     ) {
         for m in members {
@@ -1214,18 +1223,41 @@ impl Engine {
                 (true, Some(o)) => (Who::Org(o), 1),
                 (true, None) => continue,
             };
-            let _ = self.apply(&self.rules[m.rule], w, m.units, f, now, Op::Refund);
+            let _ = self.apply(
+                &self.rules[m.rule],
+                w,
+                m.units,
+                f,
+                now,
+                Op::Refund { charged_at },
+            );
         }
     }
 
     /// Ends an admitted request with its response `status`: gives its units
     /// back if the policy says that status is free (S4E: 304), and releases
     /// its concurrency permits.
+    ///
+    /// The units go back as far as the charge still weighs at `now`
+    /// ([`KeyedLimiter::refund_since`](crate::keyed::KeyedLimiter::refund_since)):
+    /// a window member gets its units back while its window is the one the
+    /// request was counted in, and nothing once that window is over (the
+    /// next window's count is not the request's); a burst (GCRA) member gets
+    /// back the charge less the time since the request was admitted, since
+    /// the bucket has regenerated that much on its own. So a 304 answered at
+    /// once costs nothing, and a slow one can never make a later window or a
+    /// refilled bucket admit more than its limit.
     pub fn complete(&self, admission: Admission<'_>, status: u16, now: Nanos) {
         if let Some(r) = &admission.refund {
             if r.engine.refund_status.contains(&status) {
-                r.engine
-                    .refund_all(r.members, r.who.as_who(), r.org.as_deref(), r.factor, now);
+                r.engine.refund_all(
+                    r.members,
+                    r.who.as_who(),
+                    r.org.as_deref(),
+                    r.factor,
+                    r.charged_at,
+                    now,
+                );
             }
         }
         drop(admission);
@@ -1708,8 +1740,8 @@ fn run<A: KeyedAlgorithm, S: BuildHasher>(
                 reset_after: Nanos::from_secs(1),
             },
         },
-        Op::Refund => {
-            let s = store.refund(key, quota, now, units);
+        Op::Refund { charged_at } => {
+            let s = store.refund_since(key, quota, charged_at, now, units);
             Decision::Allowed {
                 remaining: s.remaining,
                 reset_after: s.reset_after,
@@ -1722,7 +1754,11 @@ fn run<A: KeyedAlgorithm, S: BuildHasher>(
 enum Op {
     Probe,
     Charge,
-    Refund,
+    /// Give back units charged at `charged_at` (as far as they still
+    /// weigh: [`KeyedLimiter::refund_since`]).
+    Refund {
+        charged_at: Nanos,
+    },
 }
 
 fn remaining(d: &Decision) -> u32 {
