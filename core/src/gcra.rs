@@ -422,8 +422,9 @@ impl Gcra {
 
     /// Gives back `cost` units that were admitted but not used (S4E: a
     /// `304 Not Modified` consumes no token). Never moves the limiter past a
-    /// fresh state, so refunding more than was taken is harmless. Returns the
-    /// state after the refund.
+    /// fresh state. Returns the state after the refund. Refund promptly: a
+    /// refund made after the bucket has refilled gives back a unit time
+    /// already returned (see [`Limiter::refund`](crate::Limiter::refund)).
     ///
     /// ```
     /// use core::num::NonZeroU32;

@@ -63,9 +63,17 @@ pub trait Limiter {
         }
     }
 
-    /// Gives back `cost` units that were admitted but not used. Never
-    /// frees more than the limiter holds, and never lets more through than
-    /// the algorithm's bound counting the refund as an un-admission.
+    /// Gives back `cost` units that were admitted but not used, as of `now`.
+    /// Never frees more than the limiter holds. Made promptly — at or soon
+    /// after the charge — it never lets more through than the algorithm's
+    /// bound counting the refund as an un-admission.
+    ///
+    /// A *late* refund is applied to the state at `now`: if the charge has
+    /// regenerated meanwhile (its window rolled over, or the bucket refilled
+    /// and was spent again), it gives back units that time already returned,
+    /// and the limiter can admit more than its bound. Refund promptly, or
+    /// pass only what the charge still weighs; the std crate's keyed store
+    /// and policy engine do that for you (`KeyedLimiter::refund_since`).
     fn refund(&self, now: Nanos, cost: u32) -> Snapshot;
 
     /// Undoes an admission of `cost` that *this caller* made at exactly
