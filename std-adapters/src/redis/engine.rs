@@ -53,6 +53,9 @@ pub struct RedisAdmission<'e> {
     pub headers: Vec<(&'static str, String)>,
     /// Who decided (Redis, or the fail mode).
     pub source: Source,
+    /// Where the units were charged (`source` as decided; kept apart from
+    /// the public field so a refund always goes where the charge went).
+    charged_in: Source,
     tag: String,
     engine: &'e Engine,
     charged: Vec<ExternalMember>,
@@ -144,14 +147,18 @@ impl RedisLimiter {
         let permits = match ext.permits(d.now) {
             Ok(p) => p,
             Err(denial) => {
-                // Give the rate units back: the request does not run.
-                let _ = self.refund_inner(&ext.tag, &list, None, Some(now)).await;
+                // Give the rate units back where they were charged: the
+                // request does not run.
+                let _ = self
+                    .refund_to_inner(d.source, &ext.tag, &list, None, Some(now))
+                    .await;
                 return Ok(PolicyOutcome::Denied(denial));
             }
         };
         Ok(PolicyOutcome::Allowed(RedisAdmission {
             headers: ext.admitted(&decisions, d.now),
             source: d.source,
+            charged_in: d.source,
             tag: ext.tag.clone(),
             engine,
             charged: sent,
@@ -160,8 +167,16 @@ impl RedisLimiter {
     }
 
     /// Ends an admitted request with its response `status`: gives its units
-    /// back in Redis if the policy refunds that status (S4E: `304`), and
-    /// releases its concurrency permits.
+    /// back if the policy refunds that status (S4E: `304`), and releases its
+    /// concurrency permits.
+    ///
+    /// The units go back only where the admission charged them (its
+    /// `source`, as [`refund_to`](RedisLimiter::refund_to)): to Redis for
+    /// [`Source::Redis`] (dropped if Redis cannot be reached now), to this
+    /// process' local store for [`Source::Local`] (even if Redis is back),
+    /// and nowhere for [`Source::FailOpen`] and [`Source::FailClosed`],
+    /// which charged nothing — so Redis never gets back units it did not
+    /// count.
     pub async fn complete(&self, admission: RedisAdmission<'_>, status: u16) {
         if admission.engine.refunds(status) {
             let rules: Vec<RedisRule> = admission
@@ -179,7 +194,13 @@ impl RedisLimiter {
             // its zero.
             let local = super::unix_now().saturating_sub(admission.engine.unix_at_zero());
             let _ = self
-                .refund_inner(&admission.tag, &list, None, Some(local))
+                .refund_to_inner(
+                    admission.charged_in,
+                    &admission.tag,
+                    &list,
+                    None,
+                    Some(local),
+                )
                 .await;
         }
         drop(admission);

@@ -81,9 +81,30 @@ pub enum FailMode {
     /// default: never looser than the limit).
     #[default]
     Closed,
-    /// Decide with an in-process GCRA per key at `share` (0 < share <= 1)
-    /// of each member's limit and burst — e.g. `1 / processes`, so the
-    /// fleet together stays near the limit. Each process counts alone.
+    /// Decide with an in-process GCRA per key that admits at most `share`
+    /// (0 < share <= 1) of each member's rule — e.g. `1 / processes`, so the
+    /// fleet together stays within the limit. Each process counts alone.
+    ///
+    /// * A **GCRA** rule (`limit` per `period`, burst `B`) runs locally at
+    ///   one unit per `T / share` (`T` the rule's emission interval, rounded
+    ///   up), burst `max(1, floor(B × share))`. A burst cannot be below 1:
+    ///   with a burst (or limit) below `1 / share` each process may still
+    ///   admit 1 at once, but its rate stays `share` of the rule's (`share`
+    ///   0.1 of 1 per minute: 1 per 10 minutes per process).
+    /// * A **fixed or sliding window** (`L` per window `W`) runs locally as a
+    ///   GCRA that never admits more than `n = floor(L × share)` in any span
+    ///   of `W` — no calendar window, no sliding window — with a burst of
+    ///   `ceil(n / 2)` and `floor(n / 2) + 1` per `W` sustained: **about half
+    ///   the share** over time (a GCRA with a full-window burst would admit
+    ///   nearly `2n` in one window). With `n == 0`, one unit per
+    ///   `W / (L × share)`.
+    /// * A rule whose local share cannot be represented (one unit per more
+    ///   than about 292 years) is refused locally, as in [`Closed`](Self::Closed).
+    /// * A cost the rule would hold but the local burst cannot is refused
+    ///   until the next retry, not answered `ExceedsCapacity`.
+    ///
+    /// Products `x × share` are rounded as f64 arithmetic rounds them
+    /// (`30 × (1.0 / 3.0)` is 10); times divided by `share` are rounded up.
     Local {
         /// Fraction of each limit this process may admit on its own.
         share: f64,
@@ -528,8 +549,48 @@ impl RedisLimiter {
 
     /// Gives back each member's `cost` (a `304` that costs nothing), never
     /// past a fresh state. Independent per member, at the server's time.
+    ///
+    /// It refunds wherever the limiter answers *now*: in Redis, or while
+    /// Redis fails in the fail mode (the local store in
+    /// [`FailMode::Local`], else nowhere). That is only right when the
+    /// units were charged there; to refund a [`RedisDecision`] use
+    /// [`refund_to`](Self::refund_to) with its `source`, which never gives
+    /// Redis units it did not charge (an admission made while Redis was
+    /// down) nor the local store units Redis charged.
     pub async fn refund_all(&self, tag: &str, members: &[Member<'_>]) -> RedisRefund {
         self.refund_inner(tag, members, None, None).await
+    }
+
+    /// Gives back each member's `cost` where it was charged: `source` is the
+    /// [`RedisDecision::source`] of the admission.
+    ///
+    /// * [`Source::Redis`]: in Redis, at the server's time. If Redis cannot
+    ///   be reached now, nothing is given back (`None`): the local store
+    ///   never charged these units.
+    /// * [`Source::Local`]: in this process' local store (`None` when the
+    ///   limiter has none), even if Redis is back.
+    /// * [`Source::FailOpen`], [`Source::FailClosed`]: nothing was charged,
+    ///   so nothing is given back (`None`).
+    pub async fn refund_to(
+        &self,
+        source: Source,
+        tag: &str,
+        members: &[Member<'_>],
+    ) -> Option<RedisRefund> {
+        self.refund_to_inner(source, tag, members, None, None).await
+    }
+
+    /// [`refund_to`](Self::refund_to) at a time the caller gives (as
+    /// [`check_all_at`](Self::check_all_at)).
+    pub async fn refund_to_at(
+        &self,
+        source: Source,
+        tag: &str,
+        members: &[Member<'_>],
+        now: Nanos,
+    ) -> Option<RedisRefund> {
+        self.refund_to_inner(source, tag, members, Some(now), Some(now))
+            .await
     }
 
     /// [`refund_all`](Self::refund_all) at a time the caller gives.
@@ -567,18 +628,34 @@ impl RedisLimiter {
     ) -> RedisRefund {
         let keys: Vec<String> = members.iter().map(|m| self.key(tag, m.key)).collect();
         match self.run(Op::Refund, &keys, members, now).await {
-            Some(reply) => RedisRefund {
-                members: members
-                    .iter()
-                    .zip(&reply.states)
-                    .map(|(m, s)| {
-                        let word = script::state_word(&m.rule, s).unwrap_or(0);
-                        script::refunded(&m.rule, word, reply.now, m.cost)
-                    })
-                    .collect(),
-                source: Source::Redis,
-            },
+            Some(reply) => refunded(&reply, members),
             None => self.refund_degraded(&keys, members, local),
+        }
+    }
+
+    /// A refund where the units were charged (see
+    /// [`refund_to`](Self::refund_to)): Redis at `now` (`None`: the
+    /// server's time), the local store at `local` (`None`: this process'
+    /// clock), or nowhere.
+    pub(crate) async fn refund_to_inner(
+        &self,
+        source: Source,
+        tag: &str,
+        members: &[Member<'_>],
+        now: Option<Nanos>,
+        local: Option<Nanos>,
+    ) -> Option<RedisRefund> {
+        match source {
+            Source::Redis => {
+                let keys: Vec<String> = members.iter().map(|m| self.key(tag, m.key)).collect();
+                let reply = self.run(Op::Refund, &keys, members, now).await?;
+                Some(refunded(&reply, members))
+            }
+            Source::Local => {
+                let keys: Vec<String> = members.iter().map(|m| self.key(tag, m.key)).collect();
+                self.refund_local(&keys, members, local)
+            }
+            Source::FailOpen | Source::FailClosed => None,
         }
     }
 
@@ -616,6 +693,21 @@ impl RedisLimiter {
             source: Source::Redis,
             now: reply.now,
         }
+    }
+}
+
+/// The script's refund reply as read-outs.
+fn refunded(reply: &Reply, members: &[Member<'_>]) -> RedisRefund {
+    RedisRefund {
+        members: members
+            .iter()
+            .zip(&reply.states)
+            .map(|(m, s)| {
+                let word = script::state_word(&m.rule, s).unwrap_or(0);
+                script::refunded(&m.rule, word, reply.now, m.cost)
+            })
+            .collect(),
+        source: Source::Redis,
     }
 }
 

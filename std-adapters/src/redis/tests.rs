@@ -189,3 +189,190 @@ fn combine_is_all_s() {
         }
     );
 }
+
+/// The local quota of a GCRA rule: one unit per exactly `ceil(T / share)`,
+/// burst `max(1, floor(B × share))`, for the f64 `share` as it is.
+#[test]
+fn local_quota_of_a_gcra_rule_is_its_share() {
+    let cases: [(u32, u64, u32, f64); 8] = [
+        (1, 60_000_000_000, 1, 0.1),
+        (10, 60_000_000_000, 10, 0.25),
+        (7, 3_000_000_000, 7, 1.0 / 3.0),
+        (100, 3_600_000_000_000, 20, 0.5),
+        (3, 86_400_000_000_000, 3, 0.3),
+        (1_000, 1_000_000_000, 1_000, 0.01),
+        (5, 1_000_000, 5, 1.0),
+        (u32::MAX, 1 << 40, u32::MAX, 0.001),
+    ];
+    for (limit, period, burst, share) in cases {
+        let q = Quota::new(nz(limit), Duration::from_nanos(period))
+            .unwrap()
+            .with_burst(nz(burst));
+        let local = RedisRule::gcra(q).local_quota(share).unwrap();
+        let t = u128::from(q.emission_interval().as_u64());
+        let e = u128::from(local.emission_interval().as_u64());
+        // share = m / 2^k exactly; e is the least with e × share >= t.
+        let (m, k) = exact(share);
+        assert!(
+            e * m >= t << k,
+            "{limit}/{period} x {share}: {e} < T / share"
+        );
+        assert!(
+            (e - 1) * m < t << k,
+            "{limit}/{period} x {share}: {e} not rounded up by < 1"
+        );
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let b = ((f64::from(q.burst().get()) * share).floor() as u32).max(1);
+        assert_eq!(local.burst().get(), b, "{limit}/{period} x {share}");
+    }
+}
+
+/// `share` as m / 2^k (only for shares >= 2^-60 here, so it fits a u128
+/// product with a u64).
+fn exact(share: f64) -> (u128, u32) {
+    let mut k = 0;
+    let mut s = share;
+    while s.fract() != 0.0 {
+        s *= 2.0;
+        k += 1;
+    }
+    assert!(k <= 60);
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    (s as u128, k)
+}
+
+/// Window rules: a burst of `ceil(n / 2)` and `floor(n / 2) + 1` per
+/// window (n = floor(L × share)), or one per `ceil(W / (L × share))`.
+#[test]
+fn local_quota_of_a_window_rule_fits_every_window() {
+    let w = Nanos::from_secs(60);
+    let cases: [(u32, f64, u32, u64); 6] = [
+        (10, 1.0, 5, 10_000_000_000),       // n 10: b 5, r 6
+        (7, 0.5, 2, 30_000_000_000),        // n 3: b 2, r 2
+        (5, 0.3, 1, 60_000_000_000),        // n 1: b 1, r 1
+        (3, 0.25, 1, 80_000_000_000),       // l 0.75: one per 80 s
+        (1, 1.0 / 3.0, 1, 180_000_000_001), // l a hair below 1/3
+        (2, 1.0, 1, 30_000_000_000),        // n 2: b 1, r 2
+    ];
+    for (limit, share, burst, emission) in cases {
+        let fixed = FixedRule::new(nz(limit), w, Nanos::ZERO).unwrap();
+        let sliding = SlidingRule::new(nz(limit), w).unwrap();
+        for rule in [
+            RedisRule::fixed(fixed).unwrap(),
+            RedisRule::sliding(sliding).unwrap(),
+        ] {
+            let q = rule.local_quota(share).unwrap();
+            assert_eq!(
+                (q.burst().get(), q.emission_interval().as_u64()),
+                (burst, emission),
+                "{limit} per minute x {share}"
+            );
+        }
+    }
+}
+
+/// One unit per more than 2^63 ns cannot be represented: no local quota
+/// (the member is refused), never a looser stand-in.
+#[test]
+fn an_unrepresentable_local_quota_is_none() {
+    let q = Quota::new(nz(2), Duration::from_nanos(u64::MAX)).unwrap();
+    assert_eq!(RedisRule::gcra(q).local_quota(0.5), None);
+    assert!(RedisRule::gcra(q).local_quota(1.0).is_some());
+    let day = Quota::per_day(nz(1));
+    assert_eq!(RedisRule::gcra(day).local_quota(1e-12), None);
+    assert_eq!(RedisRule::gcra(day).local_quota(f64::MIN_POSITIVE), None);
+    let long = SlidingRule::new(nz(1), Nanos::from_secs(MAX_WINDOW_SECS)).unwrap();
+    assert_eq!(RedisRule::sliding(long).unwrap().local_quota(1e-9), None);
+    assert!(RedisRule::sliding(long).unwrap().local_quota(1.0).is_some());
+}
+
+/// A member without a local quota is refused until the next retry, and
+/// (all or nothing) charges nothing to the others.
+#[test]
+fn local_fallback_refuses_what_it_cannot_represent() {
+    let l = limiter(FailMode::Local { share: 0.5 });
+    let rt = runtime();
+    let now = Nanos::from_secs(1_000);
+    let huge = RedisRule::gcra(Quota::new(nz(2), Duration::from_nanos(u64::MAX)).unwrap());
+    let members = [Member::new("ok", rule(), 1), Member::new("huge", huge, 1)];
+    for _ in 0..3 {
+        let d = rt.block_on(l.check_all_at("t", &members, now));
+        assert_eq!((d.source, d.member), (Source::Local, 1));
+        assert!(d.decision.retry_after().unwrap() > Nanos::from_secs(3_599));
+    }
+    let d = rt.block_on(l.check_all_at("t", &members[..1], now));
+    assert_eq!(
+        d.decision.remaining(),
+        4,
+        "the refusals charged nothing: {d:?}"
+    );
+}
+
+/// A cost the rule holds but the local burst cannot: refused for now, not
+/// `ExceedsCapacity` (which says "never").
+#[test]
+fn local_fallback_refuses_a_cost_above_its_burst_for_now() {
+    let l = limiter(FailMode::Local { share: 0.25 });
+    let rt = runtime();
+    let d = rt.block_on(l.check_all_at("t", &[Member::new("k", rule(), 5)], Nanos::ZERO));
+    assert!(
+        d.decision.retry_after().unwrap() > Nanos::from_secs(3_599),
+        "{d:?}"
+    );
+    let d = rt.block_on(l.check_all_at("t", &[Member::new("k", rule(), 11)], Nanos::ZERO));
+    assert!(matches!(
+        d.decision,
+        Decision::ExceedsCapacity {
+            cost: 11,
+            capacity: 10
+        }
+    ));
+}
+
+/// `refund_to` gives units back only where they were charged.
+#[test]
+fn refund_to_goes_where_the_charge_went() {
+    let rt = runtime();
+    let now = Nanos::from_secs(1_000);
+    let members = [Member::new("k", rule(), 1)];
+    let local = limiter(FailMode::Local { share: 0.5 });
+    for _ in 0..5 {
+        assert!(
+            rt.block_on(local.check_all_at("t", &members, now))
+                .decision
+                .is_allowed()
+        );
+    }
+    // Charged by Redis (say): Redis is unreachable, so nothing goes back,
+    // least of all to the local store.
+    assert_eq!(
+        rt.block_on(local.refund_to_at(Source::Redis, "t", &members, now)),
+        None
+    );
+    assert!(
+        !rt.block_on(local.check_all_at("t", &members, now))
+            .decision
+            .is_allowed()
+    );
+    for nothing in [Source::FailOpen, Source::FailClosed] {
+        assert_eq!(
+            rt.block_on(local.refund_to_at(nothing, "t", &members, now)),
+            None
+        );
+    }
+    let r = rt
+        .block_on(local.refund_to_at(Source::Local, "t", &members, now))
+        .unwrap();
+    assert_eq!((r.source, r.members[0].remaining), (Source::Local, 1));
+    assert!(
+        rt.block_on(local.check_all_at("t", &members, now))
+            .decision
+            .is_allowed()
+    );
+    // Without a local store, a local refund has nowhere to go.
+    let open = limiter(FailMode::Open);
+    assert_eq!(
+        rt.block_on(open.refund_to_at(Source::Local, "t", &members, now)),
+        None
+    );
+}
