@@ -1,17 +1,21 @@
 //! The Redis script against the in-process core: the same costs at the same
 //! times (passed into the script instead of the server's `TIME`) give the
-//! same decisions — GCRA, fixed and sliding windows, refunds, all-or-nothing
-//! composites — plus key expiry, the `EVAL` fallback and Cluster hash tags.
+//! same decisions — GCRA, fixed and sliding windows, refunds (made at once,
+//! and late ones with the time of their charge, against the in-process
+//! `KeyedAlgorithm::refunded_since`), all-or-nothing composites — plus key
+//! expiry, the `EVAL` fallback and Cluster hash tags.
 
 mod redis_support;
 
+use std::cell::Cell;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
 use redis_support::{Rng, Server, Value, runtime};
+use tollgate::keyed::{KeyedAlgorithm, KeyedFixedWindow, KeyedGcra, KeyedSlidingWindow};
 use tollgate::redis::{Member, RedisConfig, RedisLimiter, RedisRule, Source};
 use tollgate::window::{FixedRule, SlidingRule};
-use tollgate::{All, Decision, FixedWindow, Gcra, Nanos, Quota, SlidingWindow};
+use tollgate::{All, Decision, FixedWindow, Gcra, Nanos, Quota, SlidingWindow, Snapshot};
 
 fn nz(n: u32) -> NonZeroU32 {
     NonZeroU32::new(n).unwrap()
@@ -27,44 +31,85 @@ fn limiter(server: &Server) -> RedisLimiter {
     RedisLimiter::new(&server.url(), config).unwrap()
 }
 
-/// An in-process limiter and its Redis rule.
+/// The in-process reference: one state word under a keyed algorithm —
+/// the core's own `decide` / `refunded` (as `Gcra`, `FixedWindow` and
+/// `SlidingWindow` apply them) and `refunded_since`, the in-process rule
+/// for a refund that comes after its charge.
+struct Word<A: KeyedAlgorithm> {
+    alg: A,
+    quota: A::Quota,
+    state: Cell<u64>,
+}
+
+impl<A: KeyedAlgorithm> Word<A> {
+    fn new(alg: A, quota: A::Quota) -> Self {
+        Word {
+            alg,
+            quota,
+            state: Cell::new(0),
+        }
+    }
+}
+
+/// What the differential needs of the reference.
 trait Local {
     fn check(&self, now: Nanos, cost: u32) -> Decision;
-    fn give_back(&self, now: Nanos, cost: u32) -> tollgate::Snapshot;
+    /// Gives back `cost` charged at `charged_at`; also whether the plain
+    /// refund (as of `now`) would have given back more (a late refund
+    /// withheld).
+    fn give_back_since(&self, charged_at: Nanos, now: Nanos, cost: u32) -> (Snapshot, bool);
 }
 
-impl Local for Gcra {
+impl<A: KeyedAlgorithm> Local for Word<A> {
     fn check(&self, now: Nanos, cost: u32) -> Decision {
-        self.check_n(now, cost)
+        let (d, new) = self.alg.decide(&self.quota, self.state.get(), now, cost);
+        if let Some(s) = new {
+            self.state.set(s);
+        }
+        d
     }
-    fn give_back(&self, now: Nanos, cost: u32) -> tollgate::Snapshot {
-        self.refund(now, cost)
+    fn give_back_since(&self, charged_at: Nanos, now: Nanos, cost: u32) -> (Snapshot, bool) {
+        let state = self.state.get();
+        let plain = self.alg.refunded(&self.quota, state, now, cost);
+        let since = self
+            .alg
+            .refunded_since(&self.quota, state, charged_at, now, cost);
+        if let Some(s) = since {
+            self.state.set(s);
+        }
+        let snap = |s: Option<u64>| self.alg.snapshot(&self.quota, s.unwrap_or(state), now);
+        let got = snap(since);
+        (got, snap(plain) != got)
     }
 }
 
-impl Local for FixedWindow {
-    fn check(&self, now: Nanos, cost: u32) -> Decision {
-        self.check_n(now, cost)
-    }
-    fn give_back(&self, now: Nanos, cost: u32) -> tollgate::Snapshot {
-        self.refund(now, cost)
-    }
+/// What one run did.
+#[derive(Default)]
+struct Counts {
+    checks: usize,
+    admitted: usize,
+    /// Refunds with a `charged_at` before (or after) their own time.
+    late: usize,
+    /// Of those, ones that gave back less than a refund as of now would.
+    withheld: usize,
 }
 
-impl Local for SlidingWindow {
-    fn check(&self, now: Nanos, cost: u32) -> Decision {
-        self.check_n(now, cost)
-    }
-    fn give_back(&self, now: Nanos, cost: u32) -> tollgate::Snapshot {
-        self.refund(now, cost)
+impl std::ops::AddAssign for Counts {
+    fn add_assign(&mut self, o: Counts) {
+        self.checks += o.checks;
+        self.admitted += o.admitted;
+        self.late += o.late;
+        self.withheld += o.withheld;
     }
 }
 
 /// Runs `ops` random operations on `local` and on Redis under `rule`,
 /// starting at `base` with steps around `unit`; with `back`, time also
 /// steps backwards (and nothing is refunded: a refund to a fresh state
-/// deletes the key, which a single in-process limiter does not do — the
-/// keyed store does; see the module docs). Returns (checks, admitted).
+/// deletes the key, which a single state word does not do — the keyed
+/// store does; see the module docs). Refunds are made at once
+/// (`refund_all_at`) or late, with the time of an earlier admission, an
+/// earlier instant or a later one (`refund_to_since_at`).
 #[allow(clippy::too_many_arguments)]
 fn differential(
     rt: &tokio::runtime::Runtime,
@@ -78,10 +123,12 @@ fn differential(
     back: bool,
     seed: u64,
     ops: usize,
-) -> (usize, usize) {
+) -> Counts {
     let mut rng = Rng(seed);
     let mut now = base;
-    let (mut checks, mut admitted) = (0, 0);
+    let mut counts = Counts::default();
+    // Times of recent admissions (the charges late refunds refer to).
+    let mut charges: Vec<u64> = Vec::new();
     for op in 0..ops {
         match rng.below(10) {
             0 => now = now.saturating_add(rng.below(unit.saturating_mul(50))),
@@ -98,14 +145,42 @@ fn differential(
         };
         let t = Nanos::new(now);
         let m = [Member::new(key, rule, cost)];
-        if !back && rng.below(6) == 0 {
-            let want = local.give_back(t, cost);
-            let got = rt.block_on(redis.refund_all_at("diff", &m, t));
+        if !back && rng.below(4) == 0 {
+            let charged_at = match rng.below(5) {
+                0 | 1 => None,
+                2 => charges
+                    .len()
+                    .checked_sub(1 + usize::try_from(rng.below(3)).unwrap())
+                    .map(|i| charges[i]),
+                3 => Some(now.saturating_sub(rng.below(unit.saturating_mul(4)))),
+                _ => Some(now.saturating_add(rng.below(unit))),
+            };
+            let got = match charged_at {
+                None => rt.block_on(redis.refund_all_at("diff", &m, t)),
+                Some(c) => {
+                    let r = rt.block_on(redis.refund_to_since_at(
+                        Source::Redis,
+                        "diff",
+                        &m,
+                        Nanos::new(c),
+                        t,
+                    ));
+                    r.expect("Redis is up")
+                }
+            };
+            let charged_at = Nanos::new(charged_at.unwrap_or(now));
+            let (want, withheld) = local.give_back_since(charged_at, t, cost);
             assert_eq!(got.source, Source::Redis);
             assert_eq!(
-                got.members[0], want,
-                "refund #{op} of {cost} at {now} ns ({rule:?})"
+                got.members[0],
+                want,
+                "refund #{op} of {cost} charged at {} ns, at {now} ns ({rule:?})",
+                charged_at.as_u64()
             );
+            if charged_at != t {
+                counts.late += 1;
+                counts.withheld += usize::from(withheld);
+            }
         } else {
             let want = local.check(t, cost);
             let got = rt.block_on(redis.check_all_at("diff", &m, t));
@@ -116,11 +191,14 @@ fn differential(
                 (want, want),
                 "check #{op} of {cost} at {now} ns ({rule:?})"
             );
-            checks += 1;
-            admitted += usize::from(want.is_allowed());
+            counts.checks += 1;
+            if want.is_allowed() {
+                counts.admitted += 1;
+                charges.push(now);
+            }
         }
     }
-    (checks, admitted)
+    counts
 }
 
 /// Unix time in 2024 (ns), and a time near the end of u64 (the script's
@@ -143,15 +221,15 @@ fn gcra_decides_as_the_core() {
         Quota::per_second(nz(1_000_000_000)).with_burst(nz(4_000_000_000)),
         Quota::per_hour(nz(7)).with_burst(nz(100_000)),
     ];
-    let (mut checks, mut admitted) = (0, 0);
+    let mut n = Counts::default();
     for (i, q) in quotas.iter().enumerate() {
         for (j, (base, back)) in [(0, false), (UNIX, false), (UNIX, true), (LATE, true)]
             .into_iter()
             .enumerate()
         {
             let key = format!("gcra-{i}-{j}");
-            let local = Gcra::new(*q);
-            let (c, a) = differential(
+            let local = Word::new(KeyedGcra, *q);
+            n += differential(
                 &rt,
                 &redis,
                 &key,
@@ -164,13 +242,22 @@ fn gcra_decides_as_the_core() {
                 0x9E37_79B9 + (i * 8 + j) as u64,
                 250,
             );
-            checks += c;
-            admitted += a;
         }
     }
     let s = redis.stats();
-    eprintln!("gcra: {checks} checks ({admitted} admitted) identical to the core; {s:?}");
+    let (checks, admitted) = (n.checks, n.admitted);
+    eprintln!(
+        "gcra: {checks} checks ({admitted} admitted) and {} late refunds ({} withheld) \
+         identical to the core; {s:?}",
+        n.late, n.withheld
+    );
     assert!(admitted > checks / 10 && admitted < checks * 9 / 10);
+    assert!(
+        n.withheld > 10 && n.withheld < n.late,
+        "{} of {}",
+        n.withheld,
+        n.late
+    );
     assert_eq!((s.mismatches, s.failures), (0, 0));
 }
 
@@ -181,7 +268,7 @@ fn windows_decide_as_the_core() {
     };
     let rt = runtime();
     let redis = limiter(&server);
-    let (mut checks, mut admitted) = (0, 0);
+    let mut n = Counts::default();
     let windows = [(1, 5), (60, 100), (3_600, 7), (86_400, 1_000)];
     for (i, &(secs, limit)) in windows.iter().enumerate() {
         let w = Nanos::from_secs(secs);
@@ -196,8 +283,8 @@ fn windows_decide_as_the_core() {
                 0
             });
             let fixed = FixedRule::new(nz(limit), w, offset).unwrap();
-            let local = FixedWindow::new(nz(limit), w, offset).unwrap();
-            let (c, a) = differential(
+            let local = Word::new(KeyedFixedWindow::new(w, offset).unwrap(), nz(limit));
+            n += differential(
                 &rt,
                 &redis,
                 &format!("fixed-{i}-{j}"),
@@ -210,11 +297,9 @@ fn windows_decide_as_the_core() {
                 0xF1 + (i * 8 + j) as u64,
                 250,
             );
-            checks += c;
-            admitted += a;
             let sliding = SlidingRule::new(nz(limit), w).unwrap();
-            let local = SlidingWindow::new(nz(limit), w).unwrap();
-            let (c, a) = differential(
+            let local = Word::new(KeyedSlidingWindow::new(w).unwrap(), nz(limit));
+            n += differential(
                 &rt,
                 &redis,
                 &format!("sliding-{i}-{j}"),
@@ -227,13 +312,22 @@ fn windows_decide_as_the_core() {
                 0x51 + (i * 8 + j) as u64,
                 250,
             );
-            checks += c;
-            admitted += a;
         }
     }
     let s = redis.stats();
-    eprintln!("windows: {checks} checks ({admitted} admitted) identical to the core; {s:?}");
+    let (checks, admitted) = (n.checks, n.admitted);
+    eprintln!(
+        "windows: {checks} checks ({admitted} admitted) and {} late refunds ({} withheld) \
+         identical to the core; {s:?}",
+        n.late, n.withheld
+    );
     assert!(admitted > checks / 10 && admitted < checks * 9 / 10);
+    assert!(
+        n.withheld > 10 && n.withheld < n.late,
+        "{} of {}",
+        n.withheld,
+        n.late
+    );
     assert_eq!((s.mismatches, s.failures), (0, 0));
 }
 

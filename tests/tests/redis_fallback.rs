@@ -2,7 +2,8 @@
 //! admits while Redis is down (never more than its `share` of a rule: GCRA
 //! rules at `share` of their rate, windows never above `share` of their
 //! limit in any window), and where a refund goes (only where the admission
-//! was charged).
+//! was charged) and how much (only what the charge still weighs: a late
+//! `304` gives a local bucket that regenerated the charge nothing).
 //!
 //! All but the last three need no server: they use an address nothing
 //! listens on. The last three start a `redis-server` (as the other
@@ -343,6 +344,133 @@ fn local_fallback_never_lets_a_window_see_more_than_its_share() {
             admitted.len()
         );
     }
+}
+
+// Late refunds in the local fallback, through the policy engine: an
+// admission charged in the local store (Redis down) and completed with a
+// 304 gives back only what its charge still weighs at completion, on the
+// engine's clock (the local store is GCRA: `cost × T'` less the time since
+// the charge). policies/s4e.toml, standard (100 per minute, burst 20) at
+// share 1: locally a burst member of 1 per 0.6 s, burst 20, and the
+// minute's window-safe GCRA (burst 50, 51 per minute).
+
+fn s4e() -> Engine {
+    let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../policies/s4e.toml"))
+        .unwrap();
+    Engine::from_toml(&src, Nanos::from_secs(1_714_305_600)).unwrap()
+}
+
+fn ms(n: u64) -> Nanos {
+    Nanos::from_millis(n)
+}
+
+/// Checks `req` at `t` (engine clock) until the first refusal: the
+/// admissions, completed with 200 at `t`.
+fn admit_until_refused(
+    rt: &tokio::runtime::Runtime,
+    l: &RedisLimiter,
+    e: &Engine,
+    req: &Request<'_>,
+    t: Nanos,
+) -> usize {
+    let mut n = 0;
+    loop {
+        match rt.block_on(l.check_request(e, req, t)).unwrap() {
+            PolicyOutcome::Allowed(a) => {
+                assert_eq!(a.source, Source::Local);
+                rt.block_on(l.complete_at(a, 200, t));
+                n += 1;
+                assert!(n <= 100, "no refusal at {t:?}");
+            }
+            PolicyOutcome::Denied(_) => return n,
+            PolicyOutcome::Exempt => panic!("not exempt"),
+        }
+    }
+}
+
+fn admit_local<'e>(
+    rt: &tokio::runtime::Runtime,
+    l: &RedisLimiter,
+    e: &'e Engine,
+    req: &Request<'_>,
+    t: Nanos,
+) -> RedisAdmission<'e> {
+    match rt.block_on(l.check_request(e, req, t)).unwrap() {
+        PolicyOutcome::Allowed(a) => {
+            assert_eq!(a.source, Source::Local);
+            a
+        }
+        other => panic!("expected a local admission at {t:?}, got {other:?}"),
+    }
+}
+
+/// A 304 charged locally at 59 s and completed at 119.5 s, after a minute
+/// of load that exhausted the local store: nothing comes back (the reviewed
+/// `complete` refunded as of 119.5 s, a unit the store had already
+/// regenerated, so one more was admitted).
+#[test]
+fn a_local_304_completed_a_minute_later_gives_the_local_store_nothing() {
+    let rt = runtime();
+    let (e, l) = (s4e(), local(1.0));
+    let req = Request::new("GET", "/api/assets").key("k").plan("standard");
+    let slow = admit_local(&rt, &l, &e, &req, ms(59_000));
+    // Minute 1 at one request per 0.6 s, then at 119.5 s until refused.
+    let mut admitted = 0;
+    for i in 0..100 {
+        let t = ms(60_000 + 600 * i);
+        if let PolicyOutcome::Allowed(a) = rt.block_on(l.check_request(&e, &req, t)).unwrap() {
+            rt.block_on(l.complete_at(a, 200, t));
+            admitted += 1;
+        }
+    }
+    admitted += admit_until_refused(&rt, &l, &e, &req, ms(119_500));
+    assert!(admitted <= 100, "{admitted} in minute 1");
+    rt.block_on(l.complete_at(slow, 304, ms(119_500)));
+    let o = rt.block_on(l.check_request(&e, &req, ms(119_500))).unwrap();
+    assert!(
+        matches!(o, PolicyOutcome::Denied(_)),
+        "the late 304 gave the exhausted local store a unit: {o:?}"
+    );
+}
+
+/// A 304 charged locally at 0 s and completed at 30 s, when the bucket has
+/// refilled: nothing back, so 20 at one instant stay the most the local
+/// burst of 20 allows.
+#[test]
+fn a_local_304_completed_after_the_bucket_refilled_gives_nothing_back() {
+    let rt = runtime();
+    let (e, l) = (s4e(), local(1.0));
+    let req = Request::new("GET", "/api/assets").key("k").plan("standard");
+    let slow = admit_local(&rt, &l, &e, &req, Nanos::ZERO);
+    let t = Nanos::from_secs(30);
+    assert_eq!(admit_until_refused(&rt, &l, &e, &req, t), 20);
+    rt.block_on(l.complete_at(slow, 304, t));
+    let o = rt.block_on(l.check_request(&e, &req, t)).unwrap();
+    assert!(
+        matches!(o, PolicyOutcome::Denied(_)),
+        "21st request at one instant admitted on a local burst of 20: {o:?}"
+    );
+}
+
+/// A 304 answered 50 ms after its local admission still costs nothing but
+/// those 50 ms: with the burst of 20 spent, its unit comes back (one more
+/// is admitted 10 ms later, then none).
+#[test]
+fn a_prompt_local_304_still_costs_nothing() {
+    let rt = runtime();
+    let (e, l) = (s4e(), local(1.0));
+    let req = Request::new("GET", "/api/assets").key("k").plan("standard");
+    let t = Nanos::from_secs(1);
+    let held: Vec<RedisAdmission<'_>> =
+        (0..19).map(|_| admit_local(&rt, &l, &e, &req, t)).collect();
+    let slow = admit_local(&rt, &l, &e, &req, t);
+    assert!(matches!(
+        rt.block_on(l.check_request(&e, &req, t)).unwrap(),
+        PolicyOutcome::Denied(_)
+    ));
+    rt.block_on(l.complete_at(slow, 304, t + ms(50)));
+    assert_eq!(admit_until_refused(&rt, &l, &e, &req, t + ms(60)), 1);
+    drop(held);
 }
 
 fn unix_now() -> Nanos {

@@ -1,11 +1,14 @@
 //! A policy engine's rules checked on Redis: two engines with their own
 //! connections (two processes of a fleet) share every count — plan limits,
 //! windows, the org pool — answer with the policy's headers and 429s, give
-//! units back on a refunding status, and keep concurrency per process.
+//! units back on a refunding status (only what the charge still weighs: a
+//! late `304` gives a later minute or a refilled bucket nothing, as in
+//! process), keep concurrency per process, and select rules by method as
+//! the in-process engine does (a `HEAD` takes the `GET` rules).
 
 mod redis_support;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis_support::{Server, runtime};
 use tollgate::Nanos;
@@ -249,4 +252,237 @@ fn a_dead_redis_answers_in_the_policys_fail_mode() {
         })
         .count();
     assert_eq!(admitted, 10);
+}
+
+// Late refunds through the Redis policy engine: the in-process scenarios of
+// tests/tests/scenarios_s4e.rs (policies/s4e.toml, standard: 100 per
+// calendar minute, burst 20 refilled at 1 per 0.6 s), with Redis at the
+// engine's clock (`check_request_at` / `complete_at`), then once on the
+// server's own clock.
+
+/// 2024-04-28T12:00:00Z, a whole minute: minute k is [60k s, 60(k + 1) s).
+const T0: u64 = 1_714_305_600;
+
+fn s4e() -> Engine {
+    let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../policies/s4e.toml"))
+        .unwrap();
+    Engine::from_toml(&src, Nanos::from_secs(T0)).unwrap()
+}
+
+fn ms(n: u64) -> Nanos {
+    Nanos::from_millis(n)
+}
+
+/// The admission of an outcome Redis decided.
+#[track_caller]
+fn admitted(o: PolicyOutcome<'_>) -> tollgate::redis::RedisAdmission<'_> {
+    match o {
+        PolicyOutcome::Allowed(a) => {
+            assert_eq!(a.source, Source::Redis);
+            a
+        }
+        other => panic!("expected Allowed, got {other:?}"),
+    }
+}
+
+/// A 304 that comes back after its minute is over gives nothing back: its
+/// unit expired with minute 0, and taking one off minute 1 would let minute
+/// 1 admit 101 counted requests on a 100/min tier (the reviewed `complete`
+/// refunded as of the response's time).
+#[test]
+fn a_304_completed_after_its_minute_rolled_over_gives_the_new_minute_nothing() {
+    let Some(server) =
+        Server::start("a_304_completed_after_its_minute_rolled_over_gives_the_new_minute_nothing")
+    else {
+        return;
+    };
+    let rt = runtime();
+    let (e, r) = (s4e(), limiter(&server, FailMode::Closed));
+    let req = Request::new("GET", "/api/assets").key("k").plan("standard");
+    let check = |t| rt.block_on(r.check_request_at(&e, &req, t)).unwrap();
+    // A slow conditional GET admitted at 59 s (minute 0).
+    let slow = admitted(check(ms(59_000)));
+    // Minute 1: 100 ordinary requests, one per 0.6 s (the burst's refill
+    // rate, so only the minute can bind).
+    for i in 0..100 {
+        let t = ms(60_000 + 600 * i);
+        let a = admitted(check(t));
+        rt.block_on(r.complete_at(a, 200, t));
+    }
+    // The slow one ends with 304 at 119.5 s.
+    rt.block_on(r.complete_at(slow, 304, ms(119_500)));
+    let o = check(ms(119_500));
+    assert!(
+        matches!(o, PolicyOutcome::Denied(_)),
+        "101st counted request of minute 1 admitted: {o:?}"
+    );
+}
+
+/// The burst (GCRA) member: a 304 that ends after the bucket refilled gives
+/// back only what its charge still weighs — here nothing — so 20 requests
+/// at one instant stay the most a burst of 20 allows.
+#[test]
+fn a_304_completed_after_the_bucket_refilled_gives_nothing_back() {
+    let Some(server) =
+        Server::start("a_304_completed_after_the_bucket_refilled_gives_nothing_back")
+    else {
+        return;
+    };
+    let rt = runtime();
+    let (e, r) = (s4e(), limiter(&server, FailMode::Closed));
+    let req = Request::new("GET", "/api/assets").key("k").plan("standard");
+    let check = |t| rt.block_on(r.check_request_at(&e, &req, t)).unwrap();
+    // A slow conditional GET at 0 s; the bucket is full again by 30 s.
+    let slow = admitted(check(Nanos::ZERO));
+    let t = Nanos::from_secs(30);
+    for _ in 0..20 {
+        let a = admitted(check(t));
+        rt.block_on(r.complete_at(a, 200, t));
+    }
+    rt.block_on(r.complete_at(slow, 304, t));
+    let o = check(t);
+    assert!(
+        matches!(o, PolicyOutcome::Denied(_)),
+        "21st request at one instant admitted on a burst of 20: {o:?}"
+    );
+}
+
+/// A 304 that comes back within its minute, a moment after its request,
+/// still costs nothing of the minute: a hundred of them leave the tier's
+/// 100 counted requests free (the burst member keeps the 50 ms each took).
+#[test]
+fn a_prompt_304_still_costs_nothing_of_the_minute() {
+    let Some(server) = Server::start("a_prompt_304_still_costs_nothing_of_the_minute") else {
+        return;
+    };
+    let rt = runtime();
+    let (e, r) = (s4e(), limiter(&server, FailMode::Closed));
+    let req = Request::new("GET", "/api/assets").key("k").plan("standard");
+    let check = |t| rt.block_on(r.check_request_at(&e, &req, t)).unwrap();
+    for i in 0..100 {
+        // A conditional GET answered 304 50 ms later, then an ordinary one.
+        let t = ms(600 * i);
+        let a = admitted(check(t));
+        rt.block_on(r.complete_at(a, 304, t + ms(50)));
+        let b = admitted(check(t + ms(100)));
+        rt.block_on(r.complete_at(b, 200, t + ms(100)));
+    }
+    // The minute holds the 100 ordinary requests and nothing of the 304s.
+    let o = check(ms(59_900));
+    assert!(matches!(o, PolicyOutcome::Denied(_)), "{o:?}");
+}
+
+/// On the server's own clock (`check_request` / `complete`): the admission
+/// keeps the server's time of its charge, and a 304 completed 0.7 s later
+/// (the 0.6 s its burst unit weighed regenerated) gives nothing back: 20 at
+/// once stay the most. Timed against the wall clock: the 20 and the 21st
+/// must come within 0.45 s (else one more unit regenerates); a run that
+/// was slower is retried with another key.
+#[test]
+fn a_late_304_on_the_servers_clock_gives_a_refilled_bucket_nothing() {
+    let Some(server) =
+        Server::start("a_late_304_on_the_servers_clock_gives_a_refilled_bucket_nothing")
+    else {
+        return;
+    };
+    let rt = runtime();
+    let (e, r) = (s4e(), limiter(&server, FailMode::Closed));
+    let now = || Nanos::ZERO; // the engine's clock: boosts only
+    for attempt in 0..3 {
+        let key = format!("k{attempt}");
+        let req = Request::new("GET", "/api/assets")
+            .key(&key)
+            .plan("standard");
+        let check = || rt.block_on(r.check_request(&e, &req, now())).unwrap();
+        let slow = admitted(check());
+        std::thread::sleep(Duration::from_millis(700));
+        let start = Instant::now();
+        for _ in 0..20 {
+            let a = admitted(check());
+            rt.block_on(r.complete(a, 200));
+        }
+        rt.block_on(r.complete(slow, 304));
+        let o = check();
+        if start.elapsed() > Duration::from_millis(450) {
+            eprintln!("attempt {attempt}: too slow ({:?}), again", start.elapsed());
+            continue;
+        }
+        assert!(
+            matches!(o, PolicyOutcome::Denied(_)),
+            "21st request within 0.45 s admitted on a burst of 20: {o:?}"
+        );
+        return;
+    }
+    panic!("three runs of 22 script calls took over 0.45 s each");
+}
+
+/// The Redis path selects rules by method as the engine does (RFC 9110
+/// §9.3.2): a HEAD on an exempt GET route is exempt, a HEAD counts against
+/// the GET endpoint's limit, and a HEAD rule of the policy's own wins.
+#[test]
+fn head_takes_the_get_exemptions_and_endpoint_limits() {
+    let Some(server) = Server::start("head_takes_the_get_exemptions_and_endpoint_limits") else {
+        return;
+    };
+    const METHODS: &str = r#"
+name = "methods"
+[response]
+headers = "x-ratelimit"
+body = "s4e"
+[plans.standard]
+limits = [{ per = "minute", limit = 100 }]
+[[endpoints]]
+method = "GET"
+path = "/findings"
+limits = [{ per = "minute", limit = 2 }]
+[[endpoints]]
+method = "GET"
+path = "/reports/{id}"
+limits = [{ per = "minute", limit = 1 }]
+[[endpoints]]
+method = "HEAD"
+path = "/reports/{id}"
+limits = [{ per = "minute", limit = 5 }]
+[[exempt]]
+method = "GET"
+path = "/health"
+"#;
+    let rt = runtime();
+    let e = Engine::from_toml(METHODS, Nanos::from_secs(T0)).unwrap();
+    let r = limiter(&server, FailMode::Closed);
+    let t = Nanos::from_secs(1);
+    let outcome = |m, p| {
+        let req = Request::new(m, p).key("k1").plan("standard");
+        rt.block_on(r.check_request_at(&e, &req, t)).unwrap()
+    };
+    let allowed = |m, p| match outcome(m, p) {
+        PolicyOutcome::Allowed(a) => {
+            assert_eq!(a.source, Source::Redis);
+            true
+        }
+        PolicyOutcome::Denied(_) => false,
+        PolicyOutcome::Exempt => panic!("{m} {p} is not exempt"),
+    };
+    // Exempt: GET and HEAD /health; POST is not GET.
+    for m in ["GET", "HEAD", "head"] {
+        let o = outcome(m, "/health");
+        assert!(matches!(o, PolicyOutcome::Exempt), "{m} /health: {o:?}");
+    }
+    assert!(matches!(
+        outcome("POST", "/health"),
+        PolicyOutcome::Allowed(_)
+    ));
+    // Two a minute on GET /findings, whichever of GET and HEAD spent them.
+    assert!(allowed("GET", "/findings"));
+    assert!(allowed("HEAD", "/findings"));
+    assert!(!allowed("HEAD", "/findings"));
+    assert!(!allowed("GET", "/findings"));
+    assert!(!allowed("head", "/findings?x=1"));
+    // GET /reports/{id}: 1 a minute; HEAD /reports/{id}: 5, apart.
+    assert!(allowed("GET", "/reports/7"));
+    assert!(!allowed("GET", "/reports/7"));
+    for i in 0..5 {
+        assert!(allowed("HEAD", "/reports/7"), "HEAD {i} of 5");
+    }
+    assert!(!allowed("HEAD", "/reports/7"));
 }

@@ -9,7 +9,9 @@
 -- KEYS[i]   the state of member i (one hash tag for all keys: Redis Cluster)
 -- ARGV[1]   'check' or 'refund'
 -- ARGV[2]   now in ns (decimal), or '' to read the server's TIME
--- ARGV[3 + 5 (i - 1) ...] five fields per member:
+-- ARGV[3]   'refund': when the units were charged, in ns on the clock of
+--           ARGV[2] (decimal), or '' for now; 'check': ''
+-- ARGV[4 + 5 (i - 1) ...] five fields per member:
 --   'g' cost burst increment capacity   GCRA; increment = cost x T and
 --                                       capacity = burst x T, in ns
 --   'f' cost limit window offset        fixed window; window in whole
@@ -18,6 +20,13 @@
 --
 -- Reply: { now (ns, decimal), 1 if admitted else 0, the state member 1 saw,
 --          ..., the state member n saw } ('' for a missing key).
+--
+-- A refund gives back only what the charge still weighs (as the in-process
+-- KeyedAlgorithm::refunded_since): GCRA cost x T less the time since the
+-- charge (nothing once that is <= 0; a charge 'after' now counts as made
+-- now); a window the units only while now is in the window of the charge
+-- (fixed: (t + offset) / W, sliding: t / W), else nothing. So a late 304
+-- never takes a unit off a later window or a refilled bucket.
 --
 -- States: GCRA 'tat' (ns, decimal); fixed 'index:count'; sliding
 -- 'index:previous:current' (window indexes in full, not modulo 2^k).
@@ -104,6 +113,11 @@ else
     local t = redis.call('TIME')
     now = {tonumber(t[1]), tonumber(t[2]) * 1000}
 end
+-- When a refund's units were charged (on the clock of `now`).
+local charged = now
+if ARGV[3] ~= '' then
+    charged = num(ARGV[3])
+end
 
 -- GCRA ------------------------------------------------------------------------
 
@@ -129,11 +143,20 @@ local function gcra_check(state, cost, burst, inc, cap)
     return true, text(new), after
 end
 
--- The state after giving back `back` ns (cost x T), and the time until it is
--- fresh; nil when there is nothing to give back.
+-- The state after giving back what a charge of `back` ns (cost x T) made at
+-- `charged` still weighs -- `back` less the time since -- and the time until
+-- it is fresh; nil when there is nothing to give back.
 local function gcra_refund(state, cost, back)
     if not state or cost == 0 then
         return nil
+    end
+    if less(charged, now) then
+        local since = sub(now, charged)
+        if not less(since, back) then
+            -- The bucket has regenerated the whole charge by itself.
+            return nil
+        end
+        back = sub(back, since)
     end
     local tat = num(state)
     if not less(now, tat) then
@@ -151,10 +174,16 @@ end
 
 -- Fixed window ----------------------------------------------------------------
 
+-- The index of the fixed window holding time `t`: (t + offset) / W, in
+-- whole seconds (W is whole seconds, so the ns part never changes it).
+local function fixed_index(t, ws, offset)
+    return math.floor(add(t, offset)[1] / ws)
+end
+
 -- The window a call at `now` counts against: index, count, time to its end.
 local function fixed_at(state, ws, offset)
     local t = add(now, offset)
-    local index = math.floor(t[1] / ws)
+    local index = fixed_index(now, ws, offset)
     local to_end = sub({ws, 0}, {t[1] % ws, t[2]})
     if not state then
         return index, 0, to_end, false
@@ -187,6 +216,10 @@ local function fixed_refund(state, cost, ws, offset)
     if not state or cost == 0 then
         return nil
     end
+    if fixed_index(charged, ws, offset) ~= fixed_index(now, ws, offset) then
+        -- The charge counted in a window that is over: nothing is owed.
+        return nil
+    end
     local index, count, to_end, later = fixed_at(state, ws, offset)
     if count == 0 then
         return nil
@@ -200,11 +233,16 @@ end
 
 -- Sliding window --------------------------------------------------------------
 
+-- The index of the sliding window holding time `t`: t / W, in whole seconds.
+local function sliding_index(t, ws)
+    return math.floor(t[1] / ws)
+end
+
 -- index, previous count, current count, elapsed (ns, < W, a double) and
 -- lead ({s, n}: from now to the evaluation point; non-zero only when the
 -- clock stepped back into an earlier window than the stored one).
 local function sliding_at(state, ws)
-    local index = math.floor(now[1] / ws)
+    local index = sliding_index(now, ws)
     local elapsed = (now[1] % ws) * E9 + now[2]
     if not state then
         return index, 0, 0, elapsed, {0, 0}
@@ -268,6 +306,12 @@ local function sliding_refund(state, cost, ws)
     if not state or cost == 0 then
         return nil
     end
+    if sliding_index(charged, ws) ~= sliding_index(now, ws) then
+        -- Not the window of the charge: nothing (it may still weigh as the
+        -- previous window's count; giving it back there is left out, as in
+        -- process: stricter, never looser).
+        return nil
+    end
     local index, prev, curr, elapsed, lead = sliding_at(state, ws)
     if curr == 0 then
         return nil
@@ -297,7 +341,7 @@ for i = 1, #KEYS do
         state = false
     end
     reply[i + 2] = state or ''
-    local at = 3 + (i - 1) * 5
+    local at = 4 + (i - 1) * 5
     local kind, cost = ARGV[at], tonumber(ARGV[at + 1])
     local a, b, c = ARGV[at + 2], ARGV[at + 3], ARGV[at + 4]
     local ok, new, ttl

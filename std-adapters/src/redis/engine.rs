@@ -7,7 +7,8 @@
 //! * **Shared through Redis**: every rate limit of the request (plan
 //!   windows, bursts, endpoint limits, the org pool), all or nothing in one
 //!   script call, at the server's clock; refunds on
-//!   [`complete`](RedisLimiter::complete).
+//!   [`complete`](RedisLimiter::complete), of what the charge still weighs
+//!   (a late `304` gives a later window or a refilled bucket nothing).
 //! * **Per process**: concurrency limits (the engine's own permits) and
 //!   boosts ([`Engine::boost`] on each process).
 //! * **Not done**: queueing — a plan with `queue` answers refusals with the
@@ -56,6 +57,11 @@ pub struct RedisAdmission<'e> {
     /// Where the units were charged (`source` as decided; kept apart from
     /// the public field so a refund always goes where the charge went).
     charged_in: Source,
+    /// When, on the clock of `charged_in`: the server's time of the script
+    /// call for [`Source::Redis`], the engine's clock the local store
+    /// charged at for [`Source::Local`]. A refund gives back only what the
+    /// charge still weighs (see [`RedisLimiter::complete`]).
+    charged_at: Nanos,
     tag: String,
     engine: &'e Engine,
     charged: Vec<ExternalMember>,
@@ -108,6 +114,34 @@ impl RedisLimiter {
         req: &Request<'_>,
         now: Nanos,
     ) -> Result<PolicyOutcome<'e>, RequestError> {
+        self.check_request_inner(engine, req, now, None).await
+    }
+
+    /// [`check_request`](Self::check_request) with Redis deciding at the
+    /// engine's clock `now` (Unix time `engine`'s zero + `now`) instead of
+    /// the server's `TIME`: for tests and simulations, as
+    /// [`check_all_at`](Self::check_all_at) (do not mix with server time on
+    /// the same keys). Complete its admissions with
+    /// [`complete_at`](Self::complete_at).
+    pub async fn check_request_at<'e>(
+        &self,
+        engine: &'e Engine,
+        req: &Request<'_>,
+        now: Nanos,
+    ) -> Result<PolicyOutcome<'e>, RequestError> {
+        let unix = engine.unix_at_zero().saturating_add(now);
+        self.check_request_inner(engine, req, now, Some(unix)).await
+    }
+
+    /// A request decided with Redis at `redis_now` (`None`: the server's
+    /// time) and the local fallback at `now` (the engine's clock).
+    async fn check_request_inner<'e>(
+        &self,
+        engine: &'e Engine,
+        req: &Request<'_>,
+        now: Nanos,
+        redis_now: Option<Nanos>,
+    ) -> Result<PolicyOutcome<'e>, RequestError> {
         let Some(ext) = engine.external(req, now)? else {
             return Ok(PolicyOutcome::Exempt);
         };
@@ -132,7 +166,15 @@ impl RedisLimiter {
             .collect();
         // Redis decides at its own time; the local fallback counts on the
         // engine's clock.
-        let d = self.check_inner(&ext.tag, &list, None, Some(now)).await;
+        let d = self
+            .check_inner(&ext.tag, &list, redis_now, Some(now))
+            .await;
+        // When the units were charged, on the clock of where they were.
+        let charged_at = if d.source == Source::Local {
+            now
+        } else {
+            d.now
+        };
         let untouched = Decision::Allowed {
             remaining: u32::MAX,
             reset_after: Nanos::ZERO,
@@ -147,10 +189,18 @@ impl RedisLimiter {
         let permits = match ext.permits(d.now) {
             Ok(p) => p,
             Err(denial) => {
-                // Give the rate units back where they were charged: the
-                // request does not run.
+                // Give the rate units back where they were charged, as far
+                // as the charge still weighs (a moment later: about all of
+                // it): the request does not run.
                 let _ = self
-                    .refund_to_inner(d.source, &ext.tag, &list, None, Some(now))
+                    .refund_to_inner(
+                        d.source,
+                        &ext.tag,
+                        &list,
+                        Some(charged_at),
+                        redis_now,
+                        Some(now),
+                    )
                     .await;
                 return Ok(PolicyOutcome::Denied(denial));
             }
@@ -159,6 +209,7 @@ impl RedisLimiter {
             headers: ext.admitted(&decisions, d.now),
             source: d.source,
             charged_in: d.source,
+            charged_at,
             tag: ext.tag.clone(),
             engine,
             charged: sent,
@@ -177,7 +228,44 @@ impl RedisLimiter {
     /// and nowhere for [`Source::FailOpen`] and [`Source::FailClosed`],
     /// which charged nothing — so Redis never gets back units it did not
     /// count.
+    ///
+    /// And only as far as the charge still weighs now, counted from the
+    /// admission's time (as [`refund_to_since`](RedisLimiter::refund_to_since);
+    /// in Redis at the server's time, in the local store at the engine's
+    /// clock): a window member gets its units back while its window is the
+    /// one the request was counted in, and nothing once that window is over
+    /// (the next window's count is not the request's); a burst (GCRA)
+    /// member gets back the charge less the time since the admission, since
+    /// the bucket has regenerated that much on its own. So a `304` answered
+    /// at once costs nothing, and a slow one can never make a later window
+    /// or a refilled bucket admit more than its limit — as
+    /// [`Engine::complete`] in process.
     pub async fn complete(&self, admission: RedisAdmission<'_>, status: u16) {
+        // The local fallback's clock: the engine's, as Unix time less its
+        // zero.
+        let local = super::unix_now().saturating_sub(admission.engine.unix_at_zero());
+        self.complete_inner(admission, status, None, local).await;
+    }
+
+    /// [`complete`](Self::complete) at the engine's clock `now`, in Redis
+    /// too (Unix time `engine`'s zero + `now`), for admissions of
+    /// [`check_request_at`](Self::check_request_at): tests and simulations.
+    /// The same rule: only what the charge still weighs at `now` goes back.
+    pub async fn complete_at(&self, admission: RedisAdmission<'_>, status: u16, now: Nanos) {
+        let unix = admission.engine.unix_at_zero().saturating_add(now);
+        self.complete_inner(admission, status, Some(unix), now)
+            .await;
+    }
+
+    /// Refunds (see [`complete`](Self::complete)) in Redis at `redis_now`
+    /// (`None`: the server's time), in the local store at `local`.
+    async fn complete_inner(
+        &self,
+        admission: RedisAdmission<'_>,
+        status: u16,
+        redis_now: Option<Nanos>,
+        local: Nanos,
+    ) {
         if admission.engine.refunds(status) {
             let rules: Vec<RedisRule> = admission
                 .charged
@@ -190,15 +278,13 @@ impl RedisLimiter {
                 .zip(&rules)
                 .map(|(m, r)| Member::new(&m.key, *r, m.units))
                 .collect();
-            // The local fallback's clock: the engine's, as Unix time less
-            // its zero.
-            let local = super::unix_now().saturating_sub(admission.engine.unix_at_zero());
             let _ = self
                 .refund_to_inner(
                     admission.charged_in,
                     &admission.tag,
                     &list,
-                    None,
+                    Some(admission.charged_at),
+                    redis_now,
                     Some(local),
                 )
                 .await;

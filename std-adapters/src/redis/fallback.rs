@@ -164,7 +164,17 @@ impl RedisLimiter {
         local: Option<Nanos>,
     ) -> RedisDecision {
         let i = &self.inner;
-        let unix = now.unwrap_or_else(unix_now);
+        // The local store's time.
+        let t = local.unwrap_or_else(|| i.clock.now());
+        // The answer's time: the caller's; without one, the local store's
+        // clock as Unix time when it is the limiter's own (so a
+        // `refund_to_since` can map it back to `t` exactly), else this
+        // machine's.
+        let unix = match (now, local) {
+            (Some(n), _) => n,
+            (None, None) => i.clock.unix_nanos_at(t),
+            (None, Some(_)) => unix_now(),
+        };
         let answer = |decisions: Vec<Decision>, source| {
             let (decision, member) = combine(&decisions);
             RedisDecision {
@@ -177,7 +187,6 @@ impl RedisLimiter {
         };
         match (i.config.fail_mode, &i.local) {
             (FailMode::Local { share }, Some(store)) => {
-                let t = local.unwrap_or_else(|| i.clock.now());
                 let quotas: Vec<Option<Quota>> =
                     members.iter().map(|m| m.rule.local_quota(share)).collect();
                 // Probe all, then charge all (undo on a lost race), as the
@@ -273,14 +282,15 @@ impl RedisLimiter {
     }
 
     /// [`refund_all`](RedisLimiter::refund_all) while Redis fails: into the
-    /// local store in [`FailMode::Local`], else nothing (fresh read-outs).
+    /// local store in [`FailMode::Local`] (units charged at `now`), else
+    /// nothing (fresh read-outs).
     pub(super) fn refund_degraded(
         &self,
         keys: &[String],
         members: &[Member<'_>],
         now: Option<Nanos>,
     ) -> RedisRefund {
-        if let Some(r) = self.refund_local(keys, members, now) {
+        if let Some(r) = self.refund_local(keys, members, None, now) {
             return r;
         }
         RedisRefund {
@@ -300,12 +310,18 @@ impl RedisLimiter {
         }
     }
 
-    /// Gives `members` their cost back in the local store at `now` (`None`:
-    /// this process' clock); `None` without one (not [`FailMode::Local`]).
+    /// Gives `members` their cost, charged at `charged_at` (`None`: at
+    /// `now`), back in the local store at `now` (`None`: this process'
+    /// clock), as far as the charge still weighs
+    /// ([`KeyedLimiter::refund_since`](crate::keyed::KeyedLimiter::refund_since):
+    /// the local store is GCRA, so `cost × T'` less the time since the
+    /// charge, `T'` the local emission interval); `None` without a local
+    /// store (not [`FailMode::Local`]).
     pub(super) fn refund_local(
         &self,
         keys: &[String],
         members: &[Member<'_>],
+        charged_at: Option<Nanos>,
         now: Option<Nanos>,
     ) -> Option<RedisRefund> {
         let i = &self.inner;
@@ -313,12 +329,13 @@ impl RedisLimiter {
             return None;
         };
         let t = now.unwrap_or_else(|| i.clock.now());
+        let charged_at = charged_at.unwrap_or(t);
         Some(RedisRefund {
             members: keys
                 .iter()
                 .zip(members)
                 .map(|(k, m)| match m.rule.local_quota(share) {
-                    Some(q) => store.refund(k, &q, t, m.cost),
+                    Some(q) => store.refund_since(k, &q, charged_at, t, m.cost),
                     // Never charged locally: always refused there.
                     None => Snapshot {
                         limit: m.rule.capacity(),

@@ -15,6 +15,16 @@
 //!   argument (`{tag}` in every key), so one call touches one slot.
 //! * **Expiry**: a written key gets `PX` = the time until its state is
 //!   fresh (equal to a missing key), so idle keys vanish by themselves.
+//! * **Refunds** give back only what a charge still weighs when they come
+//!   (as the in-process [`KeyedLimiter::refund_since`]): a GCRA member gets
+//!   `cost × T` less the time since the charge (nothing once the bucket has
+//!   regenerated it by itself), a fixed or sliding window member its units
+//!   only while the refund falls in the window the charge counted in
+//!   (fixed: `(t + offset) / W`, sliding: `t / W`), else nothing. So a slow
+//!   `304` never takes a unit off a later window or lets a refilled bucket
+//!   admit more than its burst. The `_since` methods and
+//!   [`complete`](RedisLimiter::complete) pass the admission's time; the
+//!   others refund units charged at the refund's own time.
 //! * **Failures**: each command has a timeout; when Redis is unreachable or
 //!   slow the limiter answers in its [`FailMode`] (open, closed, or a local
 //!   in-process limiter at a share of the limit), reports the change through
@@ -314,7 +324,12 @@ pub struct RedisDecision {
     pub members: Vec<Decision>,
     /// Who decided.
     pub source: Source,
-    /// When, in Unix ns: Redis' clock (or this machine's when degraded).
+    /// When, in Unix ns: Redis' clock (or this machine's when degraded:
+    /// for [`check_all`](RedisLimiter::check_all), the limiter's monotonic
+    /// clock as Unix time, so that [`refund_to_since`](RedisLimiter::refund_to_since)
+    /// can find when the local store charged), or the caller's time for
+    /// [`check_all_at`](RedisLimiter::check_all_at). Pass it as the
+    /// `charged_at` of a later refund.
     pub now: Nanos,
 }
 
@@ -550,11 +565,20 @@ impl RedisLimiter {
     /// Gives back each member's `cost` (a `304` that costs nothing), never
     /// past a fresh state. Independent per member, at the server's time.
     ///
+    /// The units count as **charged now**: all of `cost` comes back (as far
+    /// as the state holds it). For a refund that comes later than its
+    /// admission — a response that took a while — use
+    /// [`refund_to_since`](Self::refund_to_since) with the admission's
+    /// time: refunded as of now, a late refund would take a unit off a
+    /// window that rolled over since, or off a bucket that has refilled,
+    /// and admit one more than the limit.
+    ///
     /// It refunds wherever the limiter answers *now*: in Redis, or while
     /// Redis fails in the fail mode (the local store in
     /// [`FailMode::Local`], else nowhere). That is only right when the
     /// units were charged there; to refund a [`RedisDecision`] use
-    /// [`refund_to`](Self::refund_to) with its `source`, which never gives
+    /// [`refund_to_since`](Self::refund_to_since) (or
+    /// [`refund_to`](Self::refund_to)) with its `source`, which never gives
     /// Redis units it did not charge (an admission made while Redis was
     /// down) nor the local store units Redis charged.
     pub async fn refund_all(&self, tag: &str, members: &[Member<'_>]) -> RedisRefund {
@@ -571,17 +595,23 @@ impl RedisLimiter {
     ///   limiter has none), even if Redis is back.
     /// * [`Source::FailOpen`], [`Source::FailClosed`]: nothing was charged,
     ///   so nothing is given back (`None`).
+    ///
+    /// The units count as **charged now** (all of `cost` comes back): right
+    /// only for a refund made at once. A later one must say when the units
+    /// were charged: [`refund_to_since`](Self::refund_to_since).
     pub async fn refund_to(
         &self,
         source: Source,
         tag: &str,
         members: &[Member<'_>],
     ) -> Option<RedisRefund> {
-        self.refund_to_inner(source, tag, members, None, None).await
+        self.refund_to_inner(source, tag, members, None, None, None)
+            .await
     }
 
     /// [`refund_to`](Self::refund_to) at a time the caller gives (as
-    /// [`check_all_at`](Self::check_all_at)).
+    /// [`check_all_at`](Self::check_all_at)); the units count as charged
+    /// at `now` (see [`refund_to_since_at`](Self::refund_to_since_at)).
     pub async fn refund_to_at(
         &self,
         source: Source,
@@ -589,11 +619,82 @@ impl RedisLimiter {
         members: &[Member<'_>],
         now: Nanos,
     ) -> Option<RedisRefund> {
-        self.refund_to_inner(source, tag, members, Some(now), Some(now))
+        self.refund_to_inner(source, tag, members, None, Some(now), Some(now))
             .await
     }
 
-    /// [`refund_all`](Self::refund_all) at a time the caller gives.
+    /// Gives back, where they were charged (as [`refund_to`](Self::refund_to)),
+    /// the units of an admission made at `charged_at` — the
+    /// [`RedisDecision::now`] of a [`check_all`](Self::check_all) — as far
+    /// as that charge still weighs now:
+    ///
+    /// * a **GCRA** member gets back `cost × T` less the time since
+    ///   `charged_at` (nothing once that is `<= 0`: the bucket has
+    ///   regenerated the charge by itself), never past a fresh state;
+    /// * a **fixed window** member gets its units back only while now is in
+    ///   the window of `charged_at` (`(t + offset) / W`), a **sliding
+    ///   window** member likewise (`t / W`); after the window rolled over,
+    ///   nothing (the new window's count is not the request's).
+    ///
+    /// So a `304` answered at once costs nothing, and a slow one can never
+    /// make a later window or a refilled bucket admit more than its limit.
+    /// A `charged_at` after now (a clock stepping back, a failover) counts
+    /// as no time elapsed. In Redis, now is the server's time; in the local
+    /// store ([`Source::Local`]), this limiter's clock (`charged_at` is
+    /// mapped to it, as `check_all` reported it).
+    ///
+    /// ```no_run
+    /// use std::num::NonZeroU32;
+    /// use tollgate::redis::{Member, RedisConfig, RedisLimiter, RedisRule};
+    /// use tollgate::Quota;
+    ///
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let limiter = RedisLimiter::new("redis://127.0.0.1:6379/", RedisConfig::default())?;
+    /// let rule = RedisRule::gcra(Quota::per_minute(NonZeroU32::new(100).unwrap()));
+    /// let members = [Member::new("k1", rule, 1)];
+    /// let d = limiter.check_all("k1", &members).await;
+    /// if d.decision.is_allowed() {
+    ///     // ... the response turns out to be a 304, some time later:
+    ///     let _ = limiter.refund_to_since(d.source, "k1", &members, d.now).await;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn refund_to_since(
+        &self,
+        source: Source,
+        tag: &str,
+        members: &[Member<'_>],
+        charged_at: Nanos,
+    ) -> Option<RedisRefund> {
+        let charged_at = match source {
+            // `check_degraded` reported the local charge's time as
+            // `clock.unix_nanos_at(t)`: back to `t`.
+            Source::Local => charged_at.saturating_sub(self.inner.clock.unix_nanos_at(Nanos::ZERO)),
+            _ => charged_at,
+        };
+        self.refund_to_inner(source, tag, members, Some(charged_at), None, None)
+            .await
+    }
+
+    /// [`refund_to_since`](Self::refund_to_since) at a time the caller
+    /// gives, for admissions of [`check_all_at`](Self::check_all_at):
+    /// `charged_at` is that admission's `now`, and both are on the caller's
+    /// clock (in Redis and in the local store alike).
+    pub async fn refund_to_since_at(
+        &self,
+        source: Source,
+        tag: &str,
+        members: &[Member<'_>],
+        charged_at: Nanos,
+        now: Nanos,
+    ) -> Option<RedisRefund> {
+        self.refund_to_inner(source, tag, members, Some(charged_at), Some(now), Some(now))
+            .await
+    }
+
+    /// [`refund_all`](Self::refund_all) at a time the caller gives; the
+    /// units count as charged at `now` (all of `cost` comes back; for a
+    /// late refund see [`refund_to_since_at`](Self::refund_to_since_at)).
     pub async fn refund_all_at(
         &self,
         tag: &str,
@@ -627,8 +728,9 @@ impl RedisLimiter {
         local: Option<Nanos>,
     ) -> RedisRefund {
         let keys: Vec<String> = members.iter().map(|m| self.key(tag, m.key)).collect();
-        match self.run(Op::Refund, &keys, members, now).await {
-            Some(reply) => refunded(&reply, members),
+        let op = Op::Refund { charged_at: None };
+        match self.run(op, &keys, members, now).await {
+            Some(reply) => refunded(&reply, members, None),
             None => self.refund_degraded(&keys, members, local),
         }
     }
@@ -636,24 +738,28 @@ impl RedisLimiter {
     /// A refund where the units were charged (see
     /// [`refund_to`](Self::refund_to)): Redis at `now` (`None`: the
     /// server's time), the local store at `local` (`None`: this process'
-    /// clock), or nowhere.
+    /// clock), or nowhere; of units charged at `charged_at`, on the clock
+    /// of `source` (`None`: at the refund's time), as far as they still
+    /// weigh (see [`refund_to_since`](Self::refund_to_since)).
     pub(crate) async fn refund_to_inner(
         &self,
         source: Source,
         tag: &str,
         members: &[Member<'_>],
+        charged_at: Option<Nanos>,
         now: Option<Nanos>,
         local: Option<Nanos>,
     ) -> Option<RedisRefund> {
         match source {
             Source::Redis => {
                 let keys: Vec<String> = members.iter().map(|m| self.key(tag, m.key)).collect();
-                let reply = self.run(Op::Refund, &keys, members, now).await?;
-                Some(refunded(&reply, members))
+                let op = Op::Refund { charged_at };
+                let reply = self.run(op, &keys, members, now).await?;
+                Some(refunded(&reply, members, charged_at))
             }
             Source::Local => {
                 let keys: Vec<String> = members.iter().map(|m| self.key(tag, m.key)).collect();
-                self.refund_local(&keys, members, local)
+                self.refund_local(&keys, members, charged_at, local)
             }
             Source::FailOpen | Source::FailClosed => None,
         }
@@ -696,15 +802,17 @@ impl RedisLimiter {
     }
 }
 
-/// The script's refund reply as read-outs.
-fn refunded(reply: &Reply, members: &[Member<'_>]) -> RedisRefund {
+/// The script's refund reply as read-outs: of units charged at
+/// `charged_at` (`None`: at the reply's time).
+fn refunded(reply: &Reply, members: &[Member<'_>], charged_at: Option<Nanos>) -> RedisRefund {
+    let charged_at = charged_at.unwrap_or(reply.now);
     RedisRefund {
         members: members
             .iter()
             .zip(&reply.states)
             .map(|(m, s)| {
                 let word = script::state_word(&m.rule, s).unwrap_or(0);
-                script::refunded(&m.rule, word, reply.now, m.cost)
+                script::refunded(&m.rule, word, charged_at, reply.now, m.cost)
             })
             .collect(),
         source: Source::Redis,

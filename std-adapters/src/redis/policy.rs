@@ -58,7 +58,10 @@ fn budget(who: Who<'_>) -> String {
 
 impl Engine {
     /// Resolves `req` for an external store (`None`: an exempt route);
-    /// `now` is the engine's clock (boosts).
+    /// `now` is the engine's clock (boosts). Exemptions and the endpoint
+    /// rule are chosen as [`Engine::check`] chooses them: a `HEAD` takes the
+    /// `GET` exemptions and endpoint rule unless the policy has a `HEAD`
+    /// rule of its own (`model::method_applies`, `Engine::endpoint`).
     pub(crate) fn external(
         &self,
         req: &Request<'_>,
@@ -67,7 +70,7 @@ impl Engine {
         if self
             .exempt
             .iter()
-            .any(|(m, p)| super::methods_overlap(m, req.method) && super::matches(p, req.path))
+            .any(|(m, p)| super::method_applies(m, req.method) && super::matches(p, req.path))
         {
             return Ok(None);
         }

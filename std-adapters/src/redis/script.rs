@@ -2,11 +2,14 @@
 //! member sends, and how the client turns the states the script saw into the
 //! core's exact [`Decision`]s. Pure functions, tested without a server.
 
+use core::num::NonZeroU32;
+
 use redis::Value;
 use tollgate_core::window::{FixedRule, SLIDING_INDEX_MASK, SlidingRule, pack_fixed, pack_sliding};
 use tollgate_core::{Decision, Nanos, Snapshot, gcra};
 
 use super::{Kind, Member, RedisRule};
+use crate::keyed::{KeyedAlgorithm, KeyedFixedWindow, KeyedGcra, KeyedSlidingWindow};
 
 /// The script (`check.lua`), loaded once per server (EVALSHA, EVAL on
 /// `NOSCRIPT`).
@@ -17,19 +20,30 @@ pub(crate) const SOURCE: &str = include_str!("check.lua");
 pub(crate) enum Op {
     /// All-or-nothing admission.
     Check,
-    /// Give units back (every member, independently).
-    Refund,
+    /// Give units back (every member, independently) that were charged at
+    /// `charged_at` (on the clock of the call's time; `None`: at that time),
+    /// as far as the charge still weighs (see [`refunded`]).
+    Refund { charged_at: Option<Nanos> },
 }
 
-/// `ARGV`: the operation, the time (`None`: the server's `TIME`), then five
-/// fields per member (see `check.lua`).
+/// `ARGV`: the operation, the time (`None`: the server's `TIME`), when a
+/// refund's units were charged (`""`: at that time), then five fields per
+/// member (see `check.lua`).
 pub(crate) fn args(op: Op, now: Option<Nanos>, members: &[Member<'_>]) -> Vec<String> {
-    let mut out = Vec::with_capacity(2 + 5 * members.len());
-    out.push(match op {
-        Op::Check => "check".to_owned(),
-        Op::Refund => "refund".to_owned(),
-    });
-    out.push(now.map_or_else(String::new, |n| n.as_u64().to_string()));
+    let time = |t: Option<Nanos>| t.map_or_else(String::new, |n| n.as_u64().to_string());
+    let mut out = Vec::with_capacity(3 + 5 * members.len());
+    let charged_at = match op {
+        Op::Check => {
+            out.push("check".to_owned());
+            None
+        }
+        Op::Refund { charged_at } => {
+            out.push("refund".to_owned());
+            charged_at
+        }
+    };
+    out.push(time(now));
+    out.push(time(charged_at));
     for m in members {
         let cost = m.cost;
         match m.rule.kind {
@@ -156,15 +170,43 @@ pub(crate) fn decide(rule: &RedisRule, word: u64, now: Nanos, cost: u32) -> Deci
     }
 }
 
-/// The core's read-out after refunding `cost` at `now` from `word`.
-pub(crate) fn refunded(rule: &RedisRule, word: u64, now: Nanos, cost: u32) -> Snapshot {
+/// The read-out after refunding, at `now`, `cost` units charged at
+/// `charged_at` from `word`: the script's refund, as the in-process
+/// [`KeyedAlgorithm::refunded_since`] computes it — only what the charge
+/// still weighs. GCRA: `cost × T − (now − charged_at)` back (nothing if
+/// `<= 0`; a `charged_at` after `now` counts as no time elapsed), never
+/// below `now`. Fixed window: the units back only while `now` is in the
+/// charge's window (`(t + offset) / W`), sliding window likewise (`t / W`);
+/// else nothing. With `charged_at == now` this is the plain refund.
+pub(crate) fn refunded(
+    rule: &RedisRule,
+    word: u64,
+    charged_at: Nanos,
+    now: Nanos,
+    cost: u32,
+) -> Snapshot {
     match rule.kind {
         Kind::Gcra(q) => {
-            let after = gcra::refunded(&q, word, now, cost).unwrap_or(word);
+            let after = KeyedGcra
+                .refunded_since(&q, word, charged_at, now, cost)
+                .unwrap_or(word);
             gcra::snapshot(&q, after, now)
         }
-        Kind::Fixed(r) => r.snapshot(r.refunded(word, now, cost).unwrap_or(word), now),
-        Kind::Sliding(r) => r.snapshot(r.refunded(word, now, cost).unwrap_or(word), now),
+        Kind::Fixed(r) => {
+            // The rule's own window and offset: `new` cannot fail for them,
+            // and with `r`'s limit the keyed rule is `r`.
+            let after = NonZeroU32::new(r.limit())
+                .zip(KeyedFixedWindow::new(r.window(), r.offset()).ok())
+                .and_then(|(limit, k)| k.refunded_since(&limit, word, charged_at, now, cost));
+            r.snapshot(after.unwrap_or(word), now)
+        }
+        Kind::Sliding(r) => {
+            // `r`'s limit is already clamped: the keyed rule is `r`.
+            let after = NonZeroU32::new(r.limit())
+                .zip(KeyedSlidingWindow::new(r.window()).ok())
+                .and_then(|(limit, k)| k.refunded_since(&limit, word, charged_at, now, cost));
+            r.snapshot(after.unwrap_or(word), now)
+        }
     }
 }
 
@@ -194,6 +236,7 @@ mod tests {
             [
                 "check",
                 "42",
+                "",
                 "g",
                 "2",
                 "3",
@@ -211,7 +254,45 @@ mod tests {
                 "0"
             ]
         );
-        assert_eq!(args(Op::Refund, None, &members[..1])[..2], ["refund", ""]);
+        let refund = |charged_at| args(Op::Refund { charged_at }, None, &members[..1]);
+        assert_eq!(refund(None)[..3], ["refund", "", ""]);
+        assert_eq!(refund(Some(Nanos::new(7)))[..3], ["refund", "", "7"]);
+    }
+
+    /// The mirror gives back only what a charge still weighs, as the
+    /// in-process rule does; at the charge's own time, the plain refund.
+    #[test]
+    fn refunds_give_back_what_the_charge_still_weighs() {
+        let s = Nanos::from_secs;
+        // GCRA, T = 1 s, burst 5: 4 units charged at 10 s (TAT 14 s), two
+        // of them to be refunded.
+        let g = RedisRule::gcra(Quota::per_second(nz(1)).with_burst(nz(5)));
+        let ahead = |charged_at, now: Nanos, cost| {
+            refunded(&g, 14_000_000_000, charged_at, now, cost)
+                .reset_after
+                .as_u64()
+        };
+        let ms = Nanos::from_millis;
+        // At once: 2 s back (TAT 12 s).
+        assert_eq!(ahead(s(10), s(10), 2), 2_000_000_000);
+        // 0.5 s late: 1.5 s back (TAT 12.5 s, 2 s ahead of 10.5 s as well).
+        assert_eq!(ahead(s(10), ms(10_500), 2), 2_000_000_000);
+        // 2.5 s late: the bucket regenerated the 2 s itself; nothing back
+        // (refunded as of now it would be TAT 12 s: 0.5 s ahead).
+        assert_eq!(ahead(s(10), ms(12_500), 2), 1_500_000_000);
+        // Charged "after" now (a clock stepping back): no time elapsed.
+        assert_eq!(ahead(s(11), s(10), 2), 2_000_000_000);
+        assert_eq!(ahead(s(10), s(10), 0), 4_000_000_000);
+        // Fixed window of 60 s, offset 7 s: windows [53 s, 113 s), ...
+        let f = RedisRule::fixed(FixedRule::new(nz(5), s(60), s(7)).unwrap()).unwrap();
+        let word = pack_fixed(1, 3); // 3 counted in window 1
+        assert_eq!(refunded(&f, word, s(53), s(112), 1).remaining, 3);
+        assert_eq!(refunded(&f, word, s(52), s(112), 1).remaining, 2);
+        // Sliding window of 60 s (no offset): windows [60 s, 120 s), ...
+        let sl = RedisRule::sliding(SlidingRule::new(nz(5), s(60)).unwrap()).unwrap();
+        let word = pack_sliding(1, 0, 3);
+        assert_eq!(refunded(&sl, word, s(60), s(119), 1).remaining, 3);
+        assert_eq!(refunded(&sl, word, s(59), s(119), 1).remaining, 2);
     }
 
     #[test]

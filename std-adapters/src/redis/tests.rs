@@ -376,3 +376,75 @@ fn refund_to_goes_where_the_charge_went() {
         None
     );
 }
+
+/// `refund_to_since` gives the local store back only what a charge still
+/// weighs: all of it at once (also through `check_all`'s own clock, whose
+/// time `RedisDecision::now` reports as Unix time), nothing once the
+/// bucket regenerated it (a late 304 must not let a refilled bucket admit
+/// one more than its burst).
+#[test]
+fn refund_to_since_gives_back_only_what_the_local_charge_still_weighs() {
+    let rt = runtime();
+    // Locally 1 per 6 s, burst 10.
+    let members = [Member::new("k", rule(), 1)];
+    let l = limiter(FailMode::Local { share: 1.0 });
+    // On the limiter's clock: ten at once, then refused.
+    let mut last = None;
+    for _ in 0..10 {
+        let d = rt.block_on(l.check_all("c", &members));
+        assert_eq!(d.source, Source::Local);
+        assert!(d.decision.is_allowed());
+        last = Some(d);
+    }
+    let last = last.unwrap();
+    assert!(unix_now().as_u64().abs_diff(last.now.as_u64()) < 60_000_000_000);
+    assert!(
+        !rt.block_on(l.check_all("c", &members))
+            .decision
+            .is_allowed()
+    );
+    // Refunded a moment later: the unit comes back.
+    let r = rt
+        .block_on(l.refund_to_since(Source::Local, "c", &members, last.now))
+        .unwrap();
+    assert_eq!(r.members[0].remaining, 1);
+    assert!(
+        rt.block_on(l.check_all("c", &members))
+            .decision
+            .is_allowed()
+    );
+    // On the caller's clock: ten at 1 000 s; the bucket gives one back by
+    // itself at 1 006 s.
+    let t0 = Nanos::from_secs(1_000);
+    let at = |s| Nanos::from_secs(s);
+    for _ in 0..10 {
+        assert!(
+            rt.block_on(l.check_all_at("t", &members, t0))
+                .decision
+                .is_allowed()
+        );
+    }
+    // 3 s late: half the unit's 6 s is owed (remaining 1 at 1 003 s).
+    let r = rt
+        .block_on(l.refund_to_since_at(Source::Local, "t", &members, t0, at(1_003)))
+        .unwrap();
+    assert_eq!(r.members[0].remaining, 1);
+    // 7 s late (a second charge at 1 000 s): nothing owed.
+    let r = rt
+        .block_on(l.refund_to_since_at(Source::Local, "t", &members, t0, at(1_007)))
+        .unwrap();
+    assert_eq!(r.members[0].remaining, 1);
+    let admitted = (0..3)
+        .filter(|_| {
+            rt.block_on(l.check_all_at("t", &members, at(1_007)))
+                .decision
+                .is_allowed()
+        })
+        .count();
+    assert_eq!(admitted, 1, "the late refund gave a regenerated unit back");
+    // Charged at the refund's time (refund_to_at): the whole unit.
+    let r = rt
+        .block_on(l.refund_to_at(Source::Local, "t", &members, at(1_007)))
+        .unwrap();
+    assert_eq!(r.members[0].remaining, 1);
+}
