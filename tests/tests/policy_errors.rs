@@ -2,7 +2,7 @@
 //! the offending value, names the field, and says what is allowed.
 
 use tollgate::Nanos;
-use tollgate::policy::{Engine, PolicyError};
+use tollgate::policy::{Engine, PolicyError, Request};
 
 /// Lines 1–4 of every policy below; the case's own lines start at line 5.
 const HEAD: &str = r#"name = "x"
@@ -334,13 +334,45 @@ fn unknown_plan_in_concurrency_is_refused() {
     assert_eq!(e.field, "endpoints[0].concurrency");
 }
 
+/// The error points at `class = "scan"` (line 10), not at the rule's `path`
+/// (line 9, where it pointed before `class` kept its place).
 #[test]
 fn unknown_quota_class_is_refused() {
     let e = err(
         "[plans.free]\nlimits = [{ per = \"minute\", limit = 10 }]\n\
          [[endpoints]]\nmethod = \"POST\"\npath = \"/scans\"\nclass = \"scan\"\n",
     );
-    check(&e, 9, &["\"scan\"", "no limit in any plan"]);
+    check(&e, 10, &["\"scan\"", "not declared by any plan"]);
+    assert_eq!(e.column, 9, "{e}");
+    assert_eq!(e.field, "endpoints[0].class");
+}
+
+/// A class a plan declares only as `"unlimited"` (the scanner API's
+/// Enterprise scans) is a declared class: the policy loads, and the class's
+/// requests pass uncounted by the plan's `api` limits. It was refused as
+/// "has no limit in any plan" (unlimited limits compile to no rule, and the
+/// known classes were read from the compiled rules).
+#[test]
+fn class_declared_only_as_unlimited_loads() {
+    let src = format!(
+        "{HEAD}[plans.enterprise]\nlimits = [\n    {{ per = \"minute\", limit = 2 }},\n    \
+         {{ class = \"scan\", per = \"hour\", limit = \"unlimited\" }},\n]\n\
+         [[endpoints]]\nmethod = \"POST\"\npath = \"/api/scans\"\nclass = \"scan\"\n"
+    );
+    let e = Engine::from_toml(&src, Nanos::ZERO).unwrap_or_else(|e| panic!("{e}"));
+    let scan = Request::new("POST", "/api/scans")
+        .key("k")
+        .plan("enterprise");
+    for _ in 0..1000 {
+        assert!(e.check(&scan, Nanos::ZERO).unwrap().is_allowed());
+    }
+    // The `api` minute is untouched by the scans.
+    let get = Request::new("GET", "/api/assets")
+        .key("k")
+        .plan("enterprise");
+    assert!(e.check(&get, Nanos::ZERO).unwrap().is_allowed());
+    assert!(e.check(&get, Nanos::ZERO).unwrap().is_allowed());
+    assert!(!e.check(&get, Nanos::ZERO).unwrap().is_allowed());
 }
 
 #[test]

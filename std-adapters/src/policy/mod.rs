@@ -720,11 +720,14 @@ impl Engine {
             });
             plan_rules.push(rules);
         }
-        let classes: Vec<String> = c
-            .rules
-            .iter()
-            .map(|r| r.class.clone())
-            .chain(std::iter::once("api".to_owned()))
+        // The quota classes some plan declares, from the limits as written:
+        // a class whose every limit is "unlimited" compiles to no rule but is
+        // still declared (scanner API: Enterprise scans).
+        let classes: Vec<&str> = file
+            .plans
+            .values()
+            .flat_map(|p| p.get_ref().limits.iter().map(|l| l.class.as_str()))
+            .chain(std::iter::once("api"))
             .collect();
 
         let mut endpoints: Vec<Endpoint> = Vec::new();
@@ -752,12 +755,22 @@ impl Engine {
                     ),
                 ));
             }
-            let class = e.class.clone().unwrap_or_else(|| "api".to_owned());
-            if !classes.contains(&class) {
+            let class = e
+                .class
+                .as_ref()
+                .map_or_else(|| "api".to_owned(), |c| c.get_ref().clone());
+            if let Some(spec) = e
+                .class
+                .as_ref()
+                .filter(|_| !classes.contains(&class.as_str()))
+            {
                 return Err(c.err(
-                    e.path.span(),
+                    spec.span(),
                     &format!("{field}.class"),
-                    format!("quota class \"{class}\" has no limit in any plan"),
+                    format!(
+                        "quota class \"{class}\" is not declared by any plan: add a limit \
+                         with class = \"{class}\" to a plan (\"unlimited\" counts)"
+                    ),
                 ));
             }
             let cost = match &e.cost {

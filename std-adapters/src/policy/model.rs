@@ -313,8 +313,9 @@ pub struct EndpointSpec {
     pub method: String,
     /// Path pattern (see [`RouteSpec`]).
     pub path: Spanned<String>,
-    /// The quota class the request spends (default `"api"`).
-    pub class: Option<String>,
+    /// The quota class the request spends (default `"api"`); some plan must
+    /// declare it with a limit of that class (`"unlimited"` counts).
+    pub class: Option<Spanned<String>>,
     /// Units of the plan's limits one request costs (default 1).
     pub cost: Option<Spanned<u32>>,
     /// Extra limits for this endpoint, per key (counted in requests).
