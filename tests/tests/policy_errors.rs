@@ -383,6 +383,72 @@ fn unknown_anonymous_plan_is_refused() {
     assert_eq!(e.field, "anonymous.plan");
 }
 
+// ---- store capacity -----------------------------------------------------------------
+
+/// A policy with `capacity = <n>` on its first line and one plan.
+fn with_capacity(n: &str) -> String {
+    format!("capacity = {n}\n{HEAD}[plans.free]\nlimits = [{{ per = \"minute\", limit = 1 }}]\n")
+}
+
+/// A capacity past `MAX_CAPACITY` is refused at its value (line 1, column
+/// 12). Before, a capacity the stores refused was reported at line 0,
+/// column 0.
+#[test]
+fn capacity_above_the_maximum_is_refused_at_its_value() {
+    use tollgate::policy::MAX_CAPACITY;
+    // 10^18 first: it fails before any allocation even without the bound.
+    for n in [1_000_000_000_000_000_000, MAX_CAPACITY + 1] {
+        let e = Engine::from_toml(&with_capacity(&n.to_string()), Nanos::ZERO).unwrap_err();
+        check(&e, 1, &[&n.to_string(), "at most 268435456"]);
+        assert_eq!((e.column, e.field.as_str()), (12, "capacity"), "{e}");
+    }
+    // `reload` checks the value the same way (though it keeps the first
+    // load's stores).
+    let ok = Engine::from_toml(&with_capacity("1000"), Nanos::ZERO).unwrap();
+    let e = ok.reload(&with_capacity("1000000000000")).unwrap_err();
+    assert_eq!(
+        (e.line, e.column, e.field.as_str()),
+        (1, 12, "capacity"),
+        "{e}"
+    );
+}
+
+/// Run in a child process by `huge_capacity_is_an_error_not_an_abort`;
+/// does nothing unless asked to, so an abort cannot take this whole test
+/// binary down.
+#[test]
+fn child_huge_capacity() {
+    if std::env::var_os("TOLLGATE_HUGE_CAPACITY_CHILD").is_none() {
+        return;
+    }
+    let e = Engine::from_toml(&with_capacity("1000000000000"), Nanos::ZERO).unwrap_err();
+    assert_eq!((e.line, e.field.as_str()), (1, "capacity"), "{e}");
+}
+
+/// `capacity = 1000000000000` (10^12 keys, 22.5 TB of tables) aborted the
+/// process (`memory allocation of 22535211268608 bytes failed`): the stores
+/// were allocated before anything bounded the value. It is an error now.
+#[test]
+fn huge_capacity_is_an_error_not_an_abort() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_huge_capacity", "--test-threads=1"])
+        .env("TOLLGATE_HUGE_CAPACITY_CHILD", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "Engine::from_toml with `capacity = 1000000000000`: {:?}\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1 passed"),
+        "the child ran no test: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
 // ---- path patterns ----------------------------------------------------------------
 
 #[test]

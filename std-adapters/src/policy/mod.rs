@@ -86,6 +86,20 @@ use model::{
 /// endpoint limits, org pool); more is refused at load.
 pub const MAX_MEMBERS: usize = 16;
 
+/// Keys tracked at once per store when a policy sets no `capacity`.
+pub const DEFAULT_CAPACITY: usize = 100_000;
+
+/// The largest `capacity` a policy may ask for: 2^28 = 268 435 456 keys.
+///
+/// Each store takes about 24 bytes per key of capacity (16-byte slots at
+/// most 71 % full, plus a control word per 128-byte bucket), allocated
+/// up front: about 6 GiB per store at this maximum, and a policy uses up to
+/// ten stores (GCRA, concurrency, and a fixed and a sliding window store per
+/// window length). A larger value is a mistake (a few zeros too many), and
+/// asking the allocator for it would not fail but abort the process, so it is
+/// refused at load with the line and column of the value.
+pub const MAX_CAPACITY: usize = 1 << 28;
+
 /// One request as the engine sees it. Build with [`Request::new`] and the
 /// setters; nothing is allocated.
 ///
@@ -464,15 +478,56 @@ struct Compiler<'s> {
     rules: Vec<Rule>,
 }
 
+/// An error about the value at `span` of `src`.
+fn error_at(src: &str, span: std::ops::Range<usize>, field: &str, message: String) -> PolicyError {
+    let (line, column) = line_col(src, span.start);
+    PolicyError {
+        line,
+        column,
+        field: field.to_owned(),
+        message,
+    }
+}
+
+/// The store capacity `file` asks for: [`DEFAULT_CAPACITY`] when it sets
+/// none; more than [`MAX_CAPACITY`] is refused at the value.
+fn checked_capacity(file: &PolicyFile, src: &str) -> Result<usize, PolicyError> {
+    let Some(c) = &file.capacity else {
+        return Ok(DEFAULT_CAPACITY);
+    };
+    let n = *c.get_ref();
+    if n > MAX_CAPACITY {
+        return Err(error_at(
+            src,
+            c.span(),
+            "capacity",
+            format!(
+                "{n} keys is more than the {MAX_CAPACITY} a policy may track per store \
+                 (about 24 bytes per key, allocated up front for each of up to ten stores); \
+                 use at most {MAX_CAPACITY}"
+            ),
+        ));
+    }
+    Ok(n.max(1))
+}
+
+/// A store could not be built for the policy's capacity: at the `capacity`
+/// value when the file sets one (line and column 0 for the default).
+fn capacity_error(file: &PolicyFile, src: &str, message: String) -> PolicyError {
+    match &file.capacity {
+        Some(c) => error_at(src, c.span(), "capacity", message),
+        None => PolicyError {
+            line: 0,
+            column: 0,
+            field: "capacity".into(),
+            message,
+        },
+    }
+}
+
 impl Compiler<'_> {
     fn err(&self, span: std::ops::Range<usize>, field: &str, message: String) -> PolicyError {
-        let (line, column) = line_col(self.src, span.start);
-        PolicyError {
-            line,
-            column,
-            field: field.to_owned(),
-            message,
-        }
+        error_at(self.src, span, field, message)
     }
 
     /// Adds the rules of `spec` (none if unlimited; two with a burst on a
@@ -600,13 +655,8 @@ impl Engine {
     /// ```
     pub fn from_toml(src: &str, unix_at_zero: Nanos) -> Result<Engine, PolicyError> {
         let file = parse(src)?;
-        let capacity = file.capacity.max(1);
-        let store_err = |e: KeyedError| PolicyError {
-            line: 0,
-            column: 0,
-            field: "capacity".into(),
-            message: e.to_string(),
-        };
+        let capacity = checked_capacity(&file, src)?;
+        let store_err = |e: KeyedError| capacity_error(&file, src, e.to_string());
         let stores = Stores {
             capacity,
             unix_at_zero,
@@ -651,6 +701,8 @@ impl Engine {
     /// ```
     pub fn reload(&self, src: &str) -> Result<Engine, PolicyError> {
         let file = parse(src)?;
+        // Checked like a first load's (the value itself is not used).
+        checked_capacity(&file, src)?;
         Engine::compile(&file, src, Arc::clone(&self.stores))
     }
 
@@ -957,12 +1009,7 @@ impl Engine {
         };
         // The window stores this policy needs (kept across reloads).
         for r in &c.rules {
-            let err = |e: String| PolicyError {
-                line: 0,
-                column: 0,
-                field: "capacity".into(),
-                message: e,
-            };
+            let err = |e: String| capacity_error(file, src, e);
             let (cap, unix) = (stores.capacity, stores.unix_at_zero);
             match r.store {
                 Store::Gcra => {}

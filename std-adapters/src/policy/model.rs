@@ -59,9 +59,10 @@ pub struct PolicyFile {
     /// Requests without an API key: their plan, keyed by client address.
     /// Without this section such requests are refused as unauthenticated.
     pub anonymous: Option<AnonymousSpec>,
-    /// Keys tracked at once per store (default 100 000).
-    #[serde(default = "default_capacity")]
-    pub capacity: usize,
+    /// Keys tracked at once per store (default
+    /// [`DEFAULT_CAPACITY`](super::DEFAULT_CAPACITY), at most
+    /// [`MAX_CAPACITY`](super::MAX_CAPACITY)).
+    pub capacity: Option<Spanned<usize>>,
     /// Headers and 429 body.
     pub response: ResponseSpec,
     /// Plans (tiers) by name.
@@ -78,10 +79,6 @@ pub struct PolicyFile {
     /// Response statuses that give the request's tokens back (S4E: 304).
     #[serde(default)]
     pub refund_status: Vec<u16>,
-}
-
-fn default_capacity() -> usize {
-    100_000
 }
 
 /// See [`PolicyFile::scope`].
