@@ -208,6 +208,46 @@ fn zero_per_plan_concurrency_is_refused() {
     check(&e, 9, &["free", "at least 1"]);
 }
 
+/// An endpoint `concurrency` of the wrong shape names the field and what is
+/// allowed. It said only "data did not match any variant of untagged enum
+/// ConcurrencySpec", with the value (`-1`) as the field.
+#[test]
+fn malformed_endpoint_concurrency_names_the_field_and_what_is_allowed() {
+    let endpoint = "[plans.free]\n[[endpoints]]\nmethod = \"POST\"\npath = \"/scans\"\n";
+    for (value, says) in [
+        (
+            "-1",
+            &[
+                "-1",
+                "1 to 4294967295",
+                "positive integer",
+                "table of plan = integer",
+            ][..],
+        ),
+        (
+            "4294967296",
+            &["4294967296", "positive integer", "table of plan = integer"],
+        ),
+        ("\"five\"", &["positive integer", "table of plan = integer"]),
+        ("1.5", &["positive integer", "table of plan = integer"]),
+        ("[1, 2]", &["positive integer", "table of plan = integer"]),
+        (
+            "{ free = -1 }",
+            &["plan \"free\"", "-1", "table of plan = integer"],
+        ),
+        (
+            "{ free = \"x\" }",
+            &["positive integer", "table of plan = integer"],
+        ),
+    ] {
+        let e = err(&format!("{endpoint}concurrency = {value}\n"));
+        check(&e, 9, says);
+        assert_eq!(e.column, 15, "{value}: {e}");
+        assert_eq!(e.field, "endpoints.concurrency", "{value}: {e}");
+        assert!(!e.message.contains("untagged"), "{value}: {e}");
+    }
+}
+
 #[test]
 fn zero_cost_is_refused_and_points_to_exempt() {
     let e = err(

@@ -1797,16 +1797,21 @@ fn wait(d: &Decision) -> Nanos {
 }
 
 /// Parses a policy file, mapping TOML errors to a [`PolicyError`].
+///
+/// The field is the dotted key path of the value the error is about, as the
+/// TOML reader reports it (tables and keys, without array indexes: the line
+/// and column tell which element), e.g. `endpoints.concurrency`; when it
+/// reports none (syntax errors), the text the error points at, if short.
 fn parse(src: &str) -> Result<PolicyFile, PolicyError> {
-    toml::from_str(src).map_err(|e| {
+    toml::from_str(src).map_err(|e: toml::de::Error| {
         let (line, column) = e.span().map_or((0, 0), |s| line_col(src, s.start));
-        // The text the error points at, when it is a key or short value.
-        let field = e
-            .span()
-            .and_then(|s| src.get(s))
-            .filter(|t| t.len() <= 60 && !t.contains('\n'))
-            .unwrap_or("")
-            .to_owned();
+        let field = toml_key_path(&e).unwrap_or_else(|| {
+            e.span()
+                .and_then(|s| src.get(s))
+                .filter(|t| t.len() <= 60 && !t.contains('\n'))
+                .unwrap_or("")
+                .to_owned()
+        });
         PolicyError {
             line,
             column,
@@ -1814,4 +1819,18 @@ fn parse(src: &str) -> Result<PolicyFile, PolicyError> {
             message: e.message().trim().to_owned(),
         }
     })
+}
+
+/// The dotted key path a TOML deserialization error is about. `toml` keeps
+/// it private and prints it (as "in `a.b.c`") only when the error has no
+/// source text to quote, so it is read from that rendering.
+fn toml_key_path(e: &toml::de::Error) -> Option<String> {
+    let mut bare = e.clone();
+    bare.set_input(None);
+    let shown = bare.to_string();
+    let path = shown
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("in `")?.strip_suffix('`'))?;
+    (!path.is_empty()).then(|| path.to_owned())
 }

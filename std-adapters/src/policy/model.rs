@@ -326,14 +326,50 @@ pub struct EndpointSpec {
     pub queued: bool,
 }
 
-/// See [`EndpointSpec::concurrency`].
-#[derive(Clone, Debug, Deserialize)]
-#[serde(untagged)]
+/// See [`EndpointSpec::concurrency`]: a positive integer, or a table of
+/// plan = positive integer (`{ free = 1, pro = 3 }`).
+#[derive(Clone, Debug)]
 pub enum ConcurrencySpec {
     /// The same for every plan.
     All(u32),
     /// Per plan; plans not listed have no concurrency limit.
     PerPlan(BTreeMap<String, u32>),
+}
+
+impl<'de> Deserialize<'de> for ConcurrencySpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(i64),
+            PerPlan(BTreeMap<String, i64>),
+        }
+        const ALLOWED: &str = "a positive integer or a table of plan = integer \
+                               (e.g. `concurrency = 5` or `concurrency = { free = 1, pro = 3 }`)";
+        // 0 passes here and is refused at compile time, with the field.
+        let count = |n: i64, what: &str| {
+            u32::try_from(n).map_err(|_| {
+                <D::Error as serde::de::Error>::custom(format!(
+                    "{what}{n} is not a concurrency limit: use 1 to {}; \
+                     `concurrency` is {ALLOWED}",
+                    u32::MAX
+                ))
+            })
+        };
+        match Raw::deserialize(d).map_err(|_| {
+            <D::Error as serde::de::Error>::custom(format!("`concurrency` must be {ALLOWED}"))
+        })? {
+            Raw::N(n) => count(n, "").map(ConcurrencySpec::All),
+            Raw::PerPlan(m) => m
+                .into_iter()
+                .map(|(plan, n)| {
+                    let n = count(n, &format!("plan \"{plan}\": "))?;
+                    Ok((plan, n))
+                })
+                .collect::<Result<_, D::Error>>()
+                .map(ConcurrencySpec::PerPlan),
+        }
+    }
 }
 
 /// A parsed path pattern segment.
