@@ -502,6 +502,63 @@ fn cybervault_warning_header_past_80_percent() {
     }
 }
 
+/// "Temporary 5x boost": for an Enterprise key in an organisation the org
+/// pool (200 at once) capped the boosted key at what it had unboosted; the
+/// pool is now charged at the larger of the org's and the key's boost, so
+/// the key gets 5x its burst of 200. An unboosted key of the organisation
+/// still sees the pool at its own size: empty after the boosted key's 1 000.
+#[test]
+fn cybervault_boost_5x_lifts_the_org_pool_for_the_boosted_key() {
+    let e = engine();
+    let k = get("k", "enterprise").org("acme");
+    e.boost("k", 5, secs(3_600));
+    let admitted = (0..1001)
+        .filter(|_| e.check(&k, Nanos::ZERO).unwrap().is_allowed())
+        .count();
+    assert_eq!(admitted, 1000, "5x-boosted enterprise key: burst 1 000");
+    // The unboosted pool: 6 s of its 2 000 a minute taken, more than its
+    // burst of 200 allows: refused, with the key's own window in the headers.
+    let d = deny(
+        e.check(&get("b", "enterprise").org("acme"), Nanos::ZERO)
+            .unwrap(),
+    );
+    assert_eq!(d.headers, denied_headers(2000, T0 + 120, 1));
+}
+
+/// Boosting the organisation lifts its pool for every key: five unboosted
+/// Enterprise keys of a 5x-boosted org take 200 each (their own bursts)
+/// from a pool of 1 000; a sixth finds it empty.
+#[test]
+fn cybervault_org_boost_lifts_the_pool_for_all_its_keys() {
+    let e = engine();
+    e.boost("acme", 5, secs(3_600));
+    for key in ["a", "b", "c", "d", "e"] {
+        let r = get(key, "enterprise").org("acme");
+        let admitted = (0..201)
+            .filter(|_| e.check(&r, Nanos::ZERO).unwrap().is_allowed())
+            .count();
+        assert_eq!(admitted, 200, "key {key}");
+    }
+    deny(
+        e.check(&get("f", "enterprise").org("acme"), Nanos::ZERO)
+            .unwrap(),
+    );
+    // Another organisation's pool is not boosted: its first key takes all
+    // 200, its second none.
+    let admitted = (0..201)
+        .filter(|_| {
+            e.check(&get("o1", "enterprise").org("other"), Nanos::ZERO)
+                .unwrap()
+                .is_allowed()
+        })
+        .count();
+    assert_eq!(admitted, 200);
+    deny(
+        e.check(&get("o2", "enterprise").org("other"), Nanos::ZERO)
+            .unwrap(),
+    );
+}
+
 #[test]
 fn cybervault_window_header_on_every_response() {
     let e = engine();

@@ -39,7 +39,9 @@
 //! 3. The members: the plan's limits of the request's quota class (charged
 //!    the endpoint's `cost`), the endpoint's own limits (one per request),
 //!    the org pool (charged `cost`, per organisation). A limit with a
-//!    `burst` adds a GCRA member at the same rate.
+//!    `burst` adds a GCRA member at the same rate. A [boost](Engine::boost)
+//!    multiplies the identity's limits, and the org pool's by the larger of
+//!    the organisation's boost and the identity's.
 //! 4. All-or-nothing: every member is probed read-only first; any refusal is
 //!    a 429 with the longest wait of all refusing members and nothing is
 //!    charged. Then all are charged; one losing a race in between is rolled
@@ -1080,6 +1082,39 @@ impl Engine {
     /// Multiplies the limits of `id` (an API key, or an organisation under
     /// `scope = "org"`) by `factor` until `until` (CyberVault's temporary
     /// boosts). A factor of 1 removes the boost.
+    ///
+    /// The org pool is shared, and boosted per request: a request of an
+    /// organisation's member is charged against the pool with the larger of
+    /// the organisation's own boost (`boost(org, ..)`, under either scope)
+    /// and the boost of the identity charged. So a boosted key is not capped
+    /// by the unboosted pool (a 5x Enterprise key gets 5x its burst, and the
+    /// pool 5x for its requests), and boosting the organisation lifts the
+    /// pool for all its keys; an unboosted key still sees the pool's own
+    /// size, including what the boosted key took from it.
+    ///
+    /// ```
+    /// use tollgate::policy::{Engine, Request};
+    /// use tollgate::Nanos;
+    /// let e = Engine::from_toml(r#"
+    /// name = "x"
+    /// org_pool = [{ per = "minute", limit = 20, algorithm = "gcra", burst = 2 }]
+    /// [response]
+    /// headers = "x-ratelimit"
+    /// body = "cybervault"
+    /// [plans.pro]
+    /// limits = [{ per = "minute", limit = 60, algorithm = "gcra", burst = 4 }]
+    /// "#, Nanos::ZERO).unwrap();
+    /// let k = Request::new("GET", "/").key("k").org("acme").plan("pro");
+    /// let burst = |e: &Engine| (0..30).filter(|_| e.check(&k, Nanos::ZERO).unwrap().is_allowed()).count();
+    /// // Unboosted, the pool's burst of 2 binds.
+    /// assert_eq!(burst(&e), 2);
+    /// // Boosted 5x (from 1 minute on, with the pool full again): the pool's
+    /// // burst is 10 for this key's requests, its own 20.
+    /// e.boost("k", 5, Nanos::from_secs(3_600));
+    /// let later = Nanos::from_secs(60);
+    /// let n = (0..30).filter(|_| e.check(&k, later).unwrap().is_allowed()).count();
+    /// assert_eq!(n, 10);
+    /// ```
     pub fn boost(&self, id: &str, factor: u32, until: Nanos) {
         let s = &self.stores;
         let mut b = s.boosts.write().unwrap_or_else(|e| e.into_inner());
@@ -1091,6 +1126,12 @@ impl Engine {
         // Relaxed: a hint that lets checks skip the lock when no boost is
         // set; the map itself is read under the lock.
         s.any_boost.store(!b.is_empty(), Ordering::Relaxed);
+    }
+
+    /// The boost the org pool of `org` is charged with for an identity
+    /// boosted by `factor`: the larger of the two (see [`Engine::boost`]).
+    pub(crate) fn pool_factor(&self, org: &str, factor: u32, now: Nanos) -> u32 {
+        self.boost_of(Who::Org(org), now).max(factor)
     }
 
     fn boost_of(&self, who: Who<'_>, now: Nanos) -> u32 {
@@ -1190,11 +1231,12 @@ impl Engine {
         let combo = &self.combos[plan * (self.endpoints.len() + 1) + endpoint.map_or(0, |e| e + 1)];
         let members = &combo.members[..];
         let factor = self.boost_of(who, now);
-        // Whose budget each member spends; `None`: the org pool of a request
-        // without an organisation (skipped).
+        let pool_factor = org.map_or(1, |o| self.pool_factor(o, factor, now));
+        // Whose budget each member spends, at what boost; `None`: the org
+        // pool of a request without an organisation (skipped).
         let subject = |m: &Member| match (m.pool, org) {
             (false, _) => Some((who, factor)),
-            (true, Some(o)) => Some((Who::Org(o), 1)),
+            (true, Some(o)) => Some((Who::Org(o), pool_factor)),
             (true, None) => None,
         };
         let untouched = Decision::Allowed {
@@ -1213,7 +1255,7 @@ impl Engine {
             decisions[i] = d;
         }
         if let Some((i, d)) = worst {
-            return Err(self.deny_rate(members, &decisions, factor, i, d, now));
+            return Err(self.deny_rate(members, &decisions, (factor, pool_factor), i, d, now));
         }
         // Phase 2: charge; undo on a lost race.
         for (i, m) in members.iter().enumerate() {
@@ -1221,7 +1263,7 @@ impl Engine {
             let d = self.apply(&self.rules[m.rule], w, m.units, f, now, Op::Charge);
             if !d.is_allowed() {
                 self.refund_all(&members[..i], who, org, factor, now);
-                return Err(self.deny_rate(members, &decisions, factor, i, d, now));
+                return Err(self.deny_rate(members, &decisions, (factor, pool_factor), i, d, now));
             }
             decisions[i] = d;
         }
@@ -1402,17 +1444,19 @@ impl Engine {
         ))
     }
 
+    /// The 429 for member `i` refusing with `d`; `factors`: the boost of
+    /// the identity's members and of the org pool's.
     fn deny_rate(
         &self,
         members: &[Member],
         decisions: &[Decision],
-        factor: u32,
+        (factor, pool_factor): (u32, u32),
         i: usize,
         d: Decision,
         now: Nanos,
     ) -> Denial {
         let r = &self.rules[members[i].rule];
-        let f = if members[i].pool { 1 } else { factor };
+        let f = if members[i].pool { pool_factor } else { factor };
         let limit = r.limit.get().saturating_mul(f.max(1));
         let window = r.per.nanos();
         let retry_after = match d {
