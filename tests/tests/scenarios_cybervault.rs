@@ -232,8 +232,10 @@ fn cybervault_threat_scan_costs_5() {
         .key("k")
         .plan("developer");
     let a = admit(e.check(&scan, Nanos::ZERO).unwrap());
-    // The endpoint's own 20/min has the fewest left: it binds the headers.
-    assert_eq!(a.headers, ok_headers(20, 19, T0 + 120));
+    // The plan's minute has the fewest scans left: 55 of 60 units, 11 scans
+    // of 5 (the endpoint's own 20/min has 19). Headers count in scans of 5
+    // units: Limit 60 / 5 = 12, Remaining 55 / 5 = 11.
+    assert_eq!(a.headers, ok_headers(12, 11, T0 + 120));
     // One scan is 5 units of the plan's minute and hour.
     assert_eq!(
         e.usage("k", "developer", Nanos::ZERO).unwrap(),
@@ -250,7 +252,8 @@ fn cybervault_threat_scan_costs_5() {
     assert_eq!(t.retry_at(), Some(secs(5)));
     let t = pending(t, ms(4_999));
     let a = admit(ready(t, secs(5)));
-    assert_eq!(a.headers, ok_headers(20, 17, T0 + 120));
+    // 45 of 60 units left: 9 scans (the endpoint has 17).
+    assert_eq!(a.headers, ok_headers(12, 9, T0 + 120));
     // The burst is empty again; a synchronous request is refused (not
     // queued), and a second later sees 60 − 15 − 1 left.
     deny(e.check(&get("k", "developer"), secs(5)).unwrap());

@@ -1416,10 +1416,17 @@ impl Engine {
         self.stores.unix_at_zero + now
     }
 
-    /// The header info of the window that binds: the visible member (a
-    /// plan or endpoint window, not a burst or the org pool) with the least
-    /// remaining (ties: the longer window), with its own limit, remaining and
-    /// reset, so the three agree and `Warning` measures that window's use.
+    /// The header info of the window that binds: among the visible members
+    /// (plan and endpoint windows, not bursts or the org pool), the one with
+    /// the fewest *requests* left, `remaining / units` (ties: the longer
+    /// window). Members are charged different units per request — a plan
+    /// window `cost` units, an endpoint window one — so the least raw
+    /// `remaining` can be a window that is not the first to run out (a 5x
+    /// scan with 15 of 60 plan units and 11 of 20 endpoint calls left has 3
+    /// scans left, not 11).
+    ///
+    /// That member's limit, remaining and reset are reported together (see
+    /// `member_info`: in requests of this kind).
     fn info(
         &self,
         members: &[Member],
@@ -1432,16 +1439,35 @@ impl Engine {
             .filter(|(_, m)| self.rules[m.rule].visible)
             .min_by_key(|&(i, m)| {
                 (
-                    remaining(&decisions[i]),
+                    remaining(&decisions[i]) / m.units.max(1),
                     std::cmp::Reverse(self.rules[m.rule].per),
                 )
             })?;
+        Some(self.member_info(m, &decisions[i], factor))
+    }
+
+    /// The header info of one member (boosted by `factor`) after decision
+    /// `d`, counted in requests of the kind being checked: `Limit` is the
+    /// window's limit over the units one request takes, `Remaining` its
+    /// units left over the same (rounded down: a request needs all of its
+    /// units), `Reset` the window's own. The pages define Remaining as
+    /// "requests left before throttling", so a client learns how many more
+    /// of *this* call it can make; Limit in the same unit keeps
+    /// Remaining ≤ Limit and makes `Warning`'s share used,
+    /// (Limit − Remaining) / Limit, that of the window. For a member charged
+    /// one unit (every call without a cost factor) these are the window's
+    /// own numbers.
+    fn member_info(&self, m: &Member, d: &Decision, factor: u32) -> RateLimitInfo {
         let r = &self.rules[m.rule];
-        Some(RateLimitInfo::new(
-            &decisions[i],
+        let units = m.units.max(1);
+        let mut info = RateLimitInfo::new(
+            d,
             r.limit.get().saturating_mul(factor.max(1)),
             r.per.nanos(),
-        ))
+        );
+        info.limit /= units;
+        info.remaining /= units;
+        info
     }
 
     /// The 429 for member `i` refusing with `d`; `factors`: the boost of
@@ -1468,7 +1494,7 @@ impl Engine {
         // Limit/Reset of the binding window: the refusing member when it is
         // a visible window, else the visible member that binds.
         let mut info = if r.visible {
-            RateLimitInfo::new(&d, limit, window)
+            self.member_info(&members[i], &d, f)
         } else {
             let mut decisions = decisions.to_vec();
             decisions[i] = d;
