@@ -562,6 +562,43 @@ fn cybervault_org_boost_lifts_the_pool_for_all_its_keys() {
     );
 }
 
+/// The page shows `Warning: 299-"Rate Limit" "85% of quota consumed"` and
+/// calls it an "RFC 7234 warning header"; RFC 7234 §5.5 writes a warning as
+/// `warn-code SP warn-agent SP warn-text [SP warn-date]`, where the agent is
+/// required (`-` when unknown). The page's text has neither the space nor
+/// the agent, so we send the RFC form, a deliberate reading recorded in
+/// `policies/README.md`: `299 - "Rate Limit" "85% of quota consumed"`.
+#[test]
+fn cybervault_warning_header_has_the_rfc_7234_form() {
+    let e = engine();
+    let req = get("k", "developer");
+    // 10 at once, then one a second: the 51st leaves 9 of 60 (85 % used).
+    let mut last = None;
+    for k in 0..51u64 {
+        last = Some(admit(e.check(&req, secs(k.saturating_sub(9))).unwrap()));
+    }
+    let a = last.unwrap();
+    let w = a
+        .headers
+        .iter()
+        .find(|(n, _)| *n == "Warning")
+        .map(|(_, v)| v.as_str())
+        .unwrap();
+    assert_eq!(w, "299 - \"Rate Limit\" \"85% of quota consumed\"");
+    assert_ne!(
+        w, "299-\"Rate Limit\" \"85% of quota consumed\"",
+        "the page's form"
+    );
+    // warn-code SP warn-agent SP warn-text: three parts, the text quoted.
+    let mut parts = w.splitn(3, ' ');
+    assert_eq!(parts.next(), Some("299"));
+    assert_eq!(parts.next(), Some("-"));
+    assert_eq!(
+        parts.next(),
+        Some("\"Rate Limit\" \"85% of quota consumed\"")
+    );
+}
+
 #[test]
 fn cybervault_window_header_on_every_response() {
     let e = engine();
