@@ -356,6 +356,41 @@ fn cybervault_webhooks_polling_120_per_minute_cost_1() {
     );
 }
 
+/// "Async Queue Depth" 50 (Developer) is per key *and endpoint*, as every
+/// queue is (`QueueSpec::depth` said "per identity"): with the burst taken,
+/// a developer key queues 50 scans and, on its own line, 50 reports; the
+/// 51st of each is refused; another key has lines of its own.
+#[test]
+fn cybervault_queue_depth_is_per_key_and_endpoint() {
+    let e = engine();
+    let scan = Request::new("POST", "/api/v1/threats/scan")
+        .key("k")
+        .plan("developer");
+    let report = Request::new("POST", "/api/v1/reports/generate")
+        .key("k")
+        .plan("developer");
+    // Two scans take the developer burst (10 units); everything after waits.
+    let _a = admit(e.check(&scan, Nanos::ZERO).unwrap());
+    let _b = admit(e.check(&scan, Nanos::ZERO).unwrap());
+    let mut waiting = Vec::new();
+    for r in [&scan, &report] {
+        for _ in 0..50 {
+            waiting.push(queued(e.check(r, Nanos::ZERO).unwrap()));
+        }
+        // The line is full: refused, nothing charged.
+        let d = deny(e.check(r, Nanos::ZERO).unwrap());
+        assert_eq!(d.status, 429);
+    }
+    assert_eq!(waiting.len(), 100);
+    // Another developer key: its own lines.
+    let other = Request::new("POST", "/api/v1/threats/scan")
+        .key("o")
+        .plan("developer");
+    admit(e.check(&other, Nanos::ZERO).unwrap());
+    admit(e.check(&other, Nanos::ZERO).unwrap());
+    let _t = queued(e.check(&other, Nanos::ZERO).unwrap());
+}
+
 #[test]
 fn cybervault_compliance_audit_costs_3_and_10_per_minute() {
     let e = engine();

@@ -138,7 +138,8 @@ pub struct PlanSpec {
     /// "burst refers to the maximum number of concurrent requests").
     pub concurrency: Option<Spanned<u32>>,
     /// Wait in line instead of being refused (Slim.io: past the concurrent
-    /// burst; CyberVault: the async queue depth).
+    /// burst; CyberVault: the async queue depth). One line per identity and
+    /// endpoint rule (see [`QueueSpec::depth`]).
     pub queue: Option<Spanned<QueueSpec>>,
 }
 
@@ -155,7 +156,12 @@ pub struct QueueSpec {
     /// of endpoint rules with `queued = true`, e.g. async endpoints).
     #[serde(default)]
     pub routes: QueueRoutes,
-    /// Requests waiting at once per identity (at least 1).
+    /// Requests waiting at once per identity *and endpoint rule* (at least
+    /// 1): each endpoint rule the queue takes has its own line of this depth
+    /// for each identity, and the requests no endpoint rule matches share one
+    /// more. So one identity can have up to `depth` waiting on every queued
+    /// route at once (CyberVault developer: 50 scans and 50 reports), and a
+    /// full line on one route does not hold up another.
     pub depth: u32,
     /// The longest a request waits before it is refused after all (seconds,
     /// at least 1).
