@@ -12,8 +12,42 @@ use crate::time_fmt::http_date;
 /// What a response tells the client about the limit that binds.
 ///
 /// With several windows checked together ([`All`](crate::All)), build it
-/// from the member that binds ([`AllDecision::member`](crate::AllDecision)):
-/// its limit and window, so `Limit`, `Remaining` and `Reset` agree.
+/// from the member that binds ([`AllDecision::member`](crate::AllDecision))
+/// alone: its limit and window, the decision's `remaining` (the binding
+/// member's, the smallest), and **that member's own reset**, read with its
+/// `peek` — not the combined decision's `reset_after`, which is the
+/// *largest* of all members' (under a binding minute, the day's). Then
+/// `Limit`, `Remaining` and `Reset` all describe the one window:
+///
+/// ```
+/// use std::num::NonZeroU32;
+/// use tollgate::headers::RateLimitInfo;
+/// use tollgate::{All, Gcra, Nanos, Quota};
+///
+/// let nz = |n| NonZeroU32::new(n).unwrap();
+/// let limits = All((
+///     Gcra::new(Quota::per_minute(nz(60))),
+///     Gcra::new(Quota::per_day(nz(10_000))),
+/// ));
+/// let now = Nanos::ZERO;
+/// let d = limits.check_all(now, 1);
+/// assert_eq!(d.member, 0); // the minute binds
+/// // The binding member's own state and window.
+/// let (binding, window) = match d.member {
+///     0 => (limits.0.0.peek(now), Nanos::from_secs(60)),
+///     _ => (limits.0.1.peek(now), Nanos::from_secs(86_400)),
+/// };
+/// let mut info = RateLimitInfo::new(&d.decision, binding.limit, window);
+/// info.reset_after = binding.reset_after;
+/// assert_eq!((info.limit, info.remaining), (60, 59));
+/// // Full again in 1 s (one request of 60 a minute), the minute's reset;
+/// // the combined decision's is the day's 8.64 s.
+/// assert_eq!(info.reset_after, Nanos::from_secs(1));
+/// assert_eq!(
+///     RateLimitInfo::new(&d.decision, 60, window).reset_after,
+///     Nanos::from_millis(8_640)
+/// );
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RateLimitInfo {
     /// The limit of the binding window (`X-RateLimit-Limit`).

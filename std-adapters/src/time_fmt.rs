@@ -1,5 +1,14 @@
 //! Unix seconds as calendar text: RFC 3339 / ISO-8601 UTC (`quota_reset_at`)
 //! and the IMF-fixdate of HTTP (`Retry-After` as a date).
+//!
+//! Both formats have a four-digit year, so times after
+//! 9999-12-31T23:59:59Z ([`MAX_UNIX_SECS`]) are written as that instant, the
+//! last one either can express: a valid date a little early rather than an
+//! invalid one (the engine never gets there: `Nanos` ends in 2554).
+
+/// 9999-12-31T23:59:59Z, the last second with a four-digit year: later
+/// times are written as this one.
+pub const MAX_UNIX_SECS: u64 = 253_402_300_799;
 
 /// `(year, month 1-12, day 1-31)` of a day count since 1970-01-01 (Howard
 /// Hinnant's `civil_from_days`, valid for every `u64` seconds value / 86400).
@@ -31,6 +40,7 @@ struct Civil {
 }
 
 fn civil(unix_secs: u64) -> Civil {
+    let unix_secs = unix_secs.min(MAX_UNIX_SECS);
     let days = unix_secs / 86_400;
     let rem = unix_secs % 86_400;
     let (year, month, day) = civil_from_days(i64::try_from(days).unwrap_or(i64::MAX / 2));
@@ -46,11 +56,13 @@ fn civil(unix_secs: u64) -> Civil {
     }
 }
 
-/// `2024-03-15T14:30:00Z` for a Unix time in seconds.
+/// `2024-03-15T14:30:00Z` for a Unix time in seconds (at most
+/// [`MAX_UNIX_SECS`]; later times are written as that one).
 ///
 /// ```
 /// assert_eq!(tollgate::time_fmt::rfc3339(1_710_513_000), "2024-03-15T14:30:00Z");
 /// assert_eq!(tollgate::time_fmt::rfc3339(0), "1970-01-01T00:00:00Z");
+/// assert_eq!(tollgate::time_fmt::rfc3339(u64::MAX), "9999-12-31T23:59:59Z");
 /// ```
 pub fn rfc3339(unix_secs: u64) -> String {
     let c = civil(unix_secs);
@@ -60,10 +72,12 @@ pub fn rfc3339(unix_secs: u64) -> String {
     )
 }
 
-/// The HTTP date (`IMF-fixdate`, RFC 9110 §5.6.7) for a Unix time in seconds.
+/// The HTTP date (`IMF-fixdate`, RFC 9110 §5.6.7) for a Unix time in seconds
+/// (at most [`MAX_UNIX_SECS`]; later times are written as that one).
 ///
 /// ```
 /// assert_eq!(tollgate::time_fmt::http_date(784_111_777), "Sun, 06 Nov 1994 08:49:37 GMT");
+/// assert_eq!(tollgate::time_fmt::http_date(u64::MAX), "Fri, 31 Dec 9999 23:59:59 GMT");
 /// ```
 pub fn http_date(unix_secs: u64) -> String {
     const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
@@ -90,5 +104,26 @@ mod tests {
         assert_eq!(http_date(1_705_312_800), "Mon, 15 Jan 2024 10:00:00 GMT");
         // No panic at the end of u64 seconds (year ~5.8e11).
         let _ = (rfc3339(u64::MAX), http_date(u64::MAX));
+    }
+
+    /// RFC 3339 `date-fullyear = 4DIGIT`, RFC 9110 IMF-fixdate `year =
+    /// 4DIGIT`: past 9999-12-31T23:59:59Z both printed a five-digit year
+    /// (`10000-01-01T00:00:00Z`), neither format. They stop at that second.
+    #[test]
+    fn years_past_9999_are_clamped_to_the_last_four_digit_second() {
+        assert_eq!(rfc3339(MAX_UNIX_SECS), "9999-12-31T23:59:59Z");
+        assert_eq!(http_date(MAX_UNIX_SECS), "Fri, 31 Dec 9999 23:59:59 GMT");
+        for t in [MAX_UNIX_SECS + 1, 253_402_300_800 + 86_400 * 366, u64::MAX] {
+            assert_eq!(rfc3339(t), "9999-12-31T23:59:59Z", "{t}");
+            assert_eq!(http_date(t), "Fri, 31 Dec 9999 23:59:59 GMT", "{t}");
+        }
+        // The shapes of both formats, for every clamped value.
+        let s = rfc3339(u64::MAX);
+        assert_eq!(
+            (s.len(), s.find('-')),
+            ("2024-03-15T14:30:00Z".len(), Some(4))
+        );
+        let d = http_date(u64::MAX);
+        assert_eq!(d.len(), "Sun, 06 Nov 1994 08:49:37 GMT".len());
     }
 }

@@ -2,7 +2,7 @@
 //! the offending value, names the field, and says what is allowed.
 
 use tollgate::Nanos;
-use tollgate::policy::{Engine, PolicyError};
+use tollgate::policy::{Engine, PolicyError, Request};
 
 /// Lines 1–4 of every policy below; the case's own lines start at line 5.
 const HEAD: &str = r#"name = "x"
@@ -208,6 +208,46 @@ fn zero_per_plan_concurrency_is_refused() {
     check(&e, 9, &["free", "at least 1"]);
 }
 
+/// An endpoint `concurrency` of the wrong shape names the field and what is
+/// allowed. It said only "data did not match any variant of untagged enum
+/// ConcurrencySpec", with the value (`-1`) as the field.
+#[test]
+fn malformed_endpoint_concurrency_names_the_field_and_what_is_allowed() {
+    let endpoint = "[plans.free]\n[[endpoints]]\nmethod = \"POST\"\npath = \"/scans\"\n";
+    for (value, says) in [
+        (
+            "-1",
+            &[
+                "-1",
+                "1 to 4294967295",
+                "positive integer",
+                "table of plan = integer",
+            ][..],
+        ),
+        (
+            "4294967296",
+            &["4294967296", "positive integer", "table of plan = integer"],
+        ),
+        ("\"five\"", &["positive integer", "table of plan = integer"]),
+        ("1.5", &["positive integer", "table of plan = integer"]),
+        ("[1, 2]", &["positive integer", "table of plan = integer"]),
+        (
+            "{ free = -1 }",
+            &["plan \"free\"", "-1", "table of plan = integer"],
+        ),
+        (
+            "{ free = \"x\" }",
+            &["positive integer", "table of plan = integer"],
+        ),
+    ] {
+        let e = err(&format!("{endpoint}concurrency = {value}\n"));
+        check(&e, 9, says);
+        assert_eq!(e.column, 15, "{value}: {e}");
+        assert_eq!(e.field, "endpoints.concurrency", "{value}: {e}");
+        assert!(!e.message.contains("untagged"), "{value}: {e}");
+    }
+}
+
 #[test]
 fn zero_cost_is_refused_and_points_to_exempt() {
     let e = err(
@@ -334,13 +374,45 @@ fn unknown_plan_in_concurrency_is_refused() {
     assert_eq!(e.field, "endpoints[0].concurrency");
 }
 
+/// The error points at `class = "scan"` (line 10), not at the rule's `path`
+/// (line 9, where it pointed before `class` kept its place).
 #[test]
 fn unknown_quota_class_is_refused() {
     let e = err(
         "[plans.free]\nlimits = [{ per = \"minute\", limit = 10 }]\n\
          [[endpoints]]\nmethod = \"POST\"\npath = \"/scans\"\nclass = \"scan\"\n",
     );
-    check(&e, 9, &["\"scan\"", "no limit in any plan"]);
+    check(&e, 10, &["\"scan\"", "not declared by any plan"]);
+    assert_eq!(e.column, 9, "{e}");
+    assert_eq!(e.field, "endpoints[0].class");
+}
+
+/// A class a plan declares only as `"unlimited"` (the scanner API's
+/// Enterprise scans) is a declared class: the policy loads, and the class's
+/// requests pass uncounted by the plan's `api` limits. It was refused as
+/// "has no limit in any plan" (unlimited limits compile to no rule, and the
+/// known classes were read from the compiled rules).
+#[test]
+fn class_declared_only_as_unlimited_loads() {
+    let src = format!(
+        "{HEAD}[plans.enterprise]\nlimits = [\n    {{ per = \"minute\", limit = 2 }},\n    \
+         {{ class = \"scan\", per = \"hour\", limit = \"unlimited\" }},\n]\n\
+         [[endpoints]]\nmethod = \"POST\"\npath = \"/api/scans\"\nclass = \"scan\"\n"
+    );
+    let e = Engine::from_toml(&src, Nanos::ZERO).unwrap_or_else(|e| panic!("{e}"));
+    let scan = Request::new("POST", "/api/scans")
+        .key("k")
+        .plan("enterprise");
+    for _ in 0..1000 {
+        assert!(e.check(&scan, Nanos::ZERO).unwrap().is_allowed());
+    }
+    // The `api` minute is untouched by the scans.
+    let get = Request::new("GET", "/api/assets")
+        .key("k")
+        .plan("enterprise");
+    assert!(e.check(&get, Nanos::ZERO).unwrap().is_allowed());
+    assert!(e.check(&get, Nanos::ZERO).unwrap().is_allowed());
+    assert!(!e.check(&get, Nanos::ZERO).unwrap().is_allowed());
 }
 
 #[test]
@@ -349,6 +421,72 @@ fn unknown_anonymous_plan_is_refused() {
     let e = Engine::from_toml(src, Nanos::ZERO).unwrap_err();
     check(&e, 3, &["\"guest\"", "not defined"]);
     assert_eq!(e.field, "anonymous.plan");
+}
+
+// ---- store capacity -----------------------------------------------------------------
+
+/// A policy with `capacity = <n>` on its first line and one plan.
+fn with_capacity(n: &str) -> String {
+    format!("capacity = {n}\n{HEAD}[plans.free]\nlimits = [{{ per = \"minute\", limit = 1 }}]\n")
+}
+
+/// A capacity past `MAX_CAPACITY` is refused at its value (line 1, column
+/// 12). Before, a capacity the stores refused was reported at line 0,
+/// column 0.
+#[test]
+fn capacity_above_the_maximum_is_refused_at_its_value() {
+    use tollgate::policy::MAX_CAPACITY;
+    // 10^18 first: it fails before any allocation even without the bound.
+    for n in [1_000_000_000_000_000_000, MAX_CAPACITY + 1] {
+        let e = Engine::from_toml(&with_capacity(&n.to_string()), Nanos::ZERO).unwrap_err();
+        check(&e, 1, &[&n.to_string(), "at most 268435456"]);
+        assert_eq!((e.column, e.field.as_str()), (12, "capacity"), "{e}");
+    }
+    // `reload` checks the value the same way (though it keeps the first
+    // load's stores).
+    let ok = Engine::from_toml(&with_capacity("1000"), Nanos::ZERO).unwrap();
+    let e = ok.reload(&with_capacity("1000000000000")).unwrap_err();
+    assert_eq!(
+        (e.line, e.column, e.field.as_str()),
+        (1, 12, "capacity"),
+        "{e}"
+    );
+}
+
+/// Run in a child process by `huge_capacity_is_an_error_not_an_abort`;
+/// does nothing unless asked to, so an abort cannot take this whole test
+/// binary down.
+#[test]
+fn child_huge_capacity() {
+    if std::env::var_os("TOLLGATE_HUGE_CAPACITY_CHILD").is_none() {
+        return;
+    }
+    let e = Engine::from_toml(&with_capacity("1000000000000"), Nanos::ZERO).unwrap_err();
+    assert_eq!((e.line, e.field.as_str()), (1, "capacity"), "{e}");
+}
+
+/// `capacity = 1000000000000` (10^12 keys, 22.5 TB of tables) aborted the
+/// process (`memory allocation of 22535211268608 bytes failed`): the stores
+/// were allocated before anything bounded the value. It is an error now.
+#[test]
+fn huge_capacity_is_an_error_not_an_abort() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_huge_capacity", "--test-threads=1"])
+        .env("TOLLGATE_HUGE_CAPACITY_CHILD", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "Engine::from_toml with `capacity = 1000000000000`: {:?}\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1 passed"),
+        "the child ran no test: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 // ---- path patterns ----------------------------------------------------------------

@@ -232,8 +232,10 @@ fn cybervault_threat_scan_costs_5() {
         .key("k")
         .plan("developer");
     let a = admit(e.check(&scan, Nanos::ZERO).unwrap());
-    // The endpoint's own 20/min has the fewest left: it binds the headers.
-    assert_eq!(a.headers, ok_headers(20, 19, T0 + 120));
+    // The plan's minute has the fewest scans left: 55 of 60 units, 11 scans
+    // of 5 (the endpoint's own 20/min has 19). Headers count in scans of 5
+    // units: Limit 60 / 5 = 12, Remaining 55 / 5 = 11.
+    assert_eq!(a.headers, ok_headers(12, 11, T0 + 120));
     // One scan is 5 units of the plan's minute and hour.
     assert_eq!(
         e.usage("k", "developer", Nanos::ZERO).unwrap(),
@@ -250,7 +252,8 @@ fn cybervault_threat_scan_costs_5() {
     assert_eq!(t.retry_at(), Some(secs(5)));
     let t = pending(t, ms(4_999));
     let a = admit(ready(t, secs(5)));
-    assert_eq!(a.headers, ok_headers(20, 17, T0 + 120));
+    // 45 of 60 units left: 9 scans (the endpoint has 17).
+    assert_eq!(a.headers, ok_headers(12, 9, T0 + 120));
     // The burst is empty again; a synchronous request is refused (not
     // queued), and a second later sees 60 − 15 − 1 left.
     deny(e.check(&get("k", "developer"), secs(5)).unwrap());
@@ -351,6 +354,41 @@ fn cybervault_webhooks_polling_120_per_minute_cost_1() {
             usage("api", Per::Hour, 120, 100_000)
         ]
     );
+}
+
+/// "Async Queue Depth" 50 (Developer) is per key *and endpoint*, as every
+/// queue is (`QueueSpec::depth` said "per identity"): with the burst taken,
+/// a developer key queues 50 scans and, on its own line, 50 reports; the
+/// 51st of each is refused; another key has lines of its own.
+#[test]
+fn cybervault_queue_depth_is_per_key_and_endpoint() {
+    let e = engine();
+    let scan = Request::new("POST", "/api/v1/threats/scan")
+        .key("k")
+        .plan("developer");
+    let report = Request::new("POST", "/api/v1/reports/generate")
+        .key("k")
+        .plan("developer");
+    // Two scans take the developer burst (10 units); everything after waits.
+    let _a = admit(e.check(&scan, Nanos::ZERO).unwrap());
+    let _b = admit(e.check(&scan, Nanos::ZERO).unwrap());
+    let mut waiting = Vec::new();
+    for r in [&scan, &report] {
+        for _ in 0..50 {
+            waiting.push(queued(e.check(r, Nanos::ZERO).unwrap()));
+        }
+        // The line is full: refused, nothing charged.
+        let d = deny(e.check(r, Nanos::ZERO).unwrap());
+        assert_eq!(d.status, 429);
+    }
+    assert_eq!(waiting.len(), 100);
+    // Another developer key: its own lines.
+    let other = Request::new("POST", "/api/v1/threats/scan")
+        .key("o")
+        .plan("developer");
+    admit(e.check(&other, Nanos::ZERO).unwrap());
+    admit(e.check(&other, Nanos::ZERO).unwrap());
+    let _t = queued(e.check(&other, Nanos::ZERO).unwrap());
 }
 
 #[test]
@@ -500,6 +538,100 @@ fn cybervault_warning_header_past_80_percent() {
             _ => assert!(warn.is_some(), "request {k}"),
         }
     }
+}
+
+/// "Temporary 5x boost": for an Enterprise key in an organisation the org
+/// pool (200 at once) capped the boosted key at what it had unboosted; the
+/// pool is now charged at the larger of the org's and the key's boost, so
+/// the key gets 5x its burst of 200. An unboosted key of the organisation
+/// still sees the pool at its own size: empty after the boosted key's 1 000.
+#[test]
+fn cybervault_boost_5x_lifts_the_org_pool_for_the_boosted_key() {
+    let e = engine();
+    let k = get("k", "enterprise").org("acme");
+    e.boost("k", 5, secs(3_600));
+    let admitted = (0..1001)
+        .filter(|_| e.check(&k, Nanos::ZERO).unwrap().is_allowed())
+        .count();
+    assert_eq!(admitted, 1000, "5x-boosted enterprise key: burst 1 000");
+    // The unboosted pool: 6 s of its 2 000 a minute taken, more than its
+    // burst of 200 allows: refused, with the key's own window in the headers.
+    let d = deny(
+        e.check(&get("b", "enterprise").org("acme"), Nanos::ZERO)
+            .unwrap(),
+    );
+    assert_eq!(d.headers, denied_headers(2000, T0 + 120, 1));
+}
+
+/// Boosting the organisation lifts its pool for every key: five unboosted
+/// Enterprise keys of a 5x-boosted org take 200 each (their own bursts)
+/// from a pool of 1 000; a sixth finds it empty.
+#[test]
+fn cybervault_org_boost_lifts_the_pool_for_all_its_keys() {
+    let e = engine();
+    e.boost("acme", 5, secs(3_600));
+    for key in ["a", "b", "c", "d", "e"] {
+        let r = get(key, "enterprise").org("acme");
+        let admitted = (0..201)
+            .filter(|_| e.check(&r, Nanos::ZERO).unwrap().is_allowed())
+            .count();
+        assert_eq!(admitted, 200, "key {key}");
+    }
+    deny(
+        e.check(&get("f", "enterprise").org("acme"), Nanos::ZERO)
+            .unwrap(),
+    );
+    // Another organisation's pool is not boosted: its first key takes all
+    // 200, its second none.
+    let admitted = (0..201)
+        .filter(|_| {
+            e.check(&get("o1", "enterprise").org("other"), Nanos::ZERO)
+                .unwrap()
+                .is_allowed()
+        })
+        .count();
+    assert_eq!(admitted, 200);
+    deny(
+        e.check(&get("o2", "enterprise").org("other"), Nanos::ZERO)
+            .unwrap(),
+    );
+}
+
+/// The page shows `Warning: 299-"Rate Limit" "85% of quota consumed"` and
+/// calls it an "RFC 7234 warning header"; RFC 7234 §5.5 writes a warning as
+/// `warn-code SP warn-agent SP warn-text [SP warn-date]`, where the agent is
+/// required (`-` when unknown). The page's text has neither the space nor
+/// the agent, so we send the RFC form, a deliberate reading recorded in
+/// `policies/README.md`: `299 - "Rate Limit" "85% of quota consumed"`.
+#[test]
+fn cybervault_warning_header_has_the_rfc_7234_form() {
+    let e = engine();
+    let req = get("k", "developer");
+    // 10 at once, then one a second: the 51st leaves 9 of 60 (85 % used).
+    let mut last = None;
+    for k in 0..51u64 {
+        last = Some(admit(e.check(&req, secs(k.saturating_sub(9))).unwrap()));
+    }
+    let a = last.unwrap();
+    let w = a
+        .headers
+        .iter()
+        .find(|(n, _)| *n == "Warning")
+        .map(|(_, v)| v.as_str())
+        .unwrap();
+    assert_eq!(w, "299 - \"Rate Limit\" \"85% of quota consumed\"");
+    assert_ne!(
+        w, "299-\"Rate Limit\" \"85% of quota consumed\"",
+        "the page's form"
+    );
+    // warn-code SP warn-agent SP warn-text: three parts, the text quoted.
+    let mut parts = w.splitn(3, ' ');
+    assert_eq!(parts.next(), Some("299"));
+    assert_eq!(parts.next(), Some("-"));
+    assert_eq!(
+        parts.next(),
+        Some("\"Rate Limit\" \"85% of quota consumed\"")
+    );
 }
 
 #[test]

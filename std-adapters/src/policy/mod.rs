@@ -39,7 +39,9 @@
 //! 3. The members: the plan's limits of the request's quota class (charged
 //!    the endpoint's `cost`), the endpoint's own limits (one per request),
 //!    the org pool (charged `cost`, per organisation). A limit with a
-//!    `burst` adds a GCRA member at the same rate.
+//!    `burst` adds a GCRA member at the same rate. A [boost](Engine::boost)
+//!    multiplies the identity's limits, and the org pool's by the larger of
+//!    the organisation's boost and the identity's.
 //! 4. All-or-nothing: every member is probed read-only first; any refusal is
 //!    a 429 with the longest wait of all refusing members and nothing is
 //!    charged. Then all are charged; one losing a race in between is rolled
@@ -85,6 +87,20 @@ use model::{
 /// Most members one request can be checked against (plan windows, bursts,
 /// endpoint limits, org pool); more is refused at load.
 pub const MAX_MEMBERS: usize = 16;
+
+/// Keys tracked at once per store when a policy sets no `capacity`.
+pub const DEFAULT_CAPACITY: usize = 100_000;
+
+/// The largest `capacity` a policy may ask for: 2^28 = 268 435 456 keys.
+///
+/// Each store takes about 24 bytes per key of capacity (16-byte slots at
+/// most 71 % full, plus a control word per 128-byte bucket), allocated
+/// up front: about 6 GiB per store at this maximum, and a policy uses up to
+/// ten stores (GCRA, concurrency, and a fixed and a sliding window store per
+/// window length). A larger value is a mistake (a few zeros too many), and
+/// asking the allocator for it would not fail but abort the process, so it is
+/// refused at load with the line and column of the value.
+pub const MAX_CAPACITY: usize = 1 << 28;
 
 /// One request as the engine sees it. Build with [`Request::new`] and the
 /// setters; nothing is allocated.
@@ -369,7 +385,8 @@ struct Refund<'e> {
     members: &'e [Member],
     who: OwnedWho,
     org: Option<String>,
-    factor: u32,
+    /// The boosts the units were charged at: (the identity's, the org pool's).
+    factors: (u32, u32),
     /// When the units were charged: a refund gives back only what the
     /// charge still weighs at completion (see [`Engine::complete`]).
     charged_at: Nanos,
@@ -467,15 +484,56 @@ struct Compiler<'s> {
     rules: Vec<Rule>,
 }
 
+/// An error about the value at `span` of `src`.
+fn error_at(src: &str, span: std::ops::Range<usize>, field: &str, message: String) -> PolicyError {
+    let (line, column) = line_col(src, span.start);
+    PolicyError {
+        line,
+        column,
+        field: field.to_owned(),
+        message,
+    }
+}
+
+/// The store capacity `file` asks for: [`DEFAULT_CAPACITY`] when it sets
+/// none; more than [`MAX_CAPACITY`] is refused at the value.
+fn checked_capacity(file: &PolicyFile, src: &str) -> Result<usize, PolicyError> {
+    let Some(c) = &file.capacity else {
+        return Ok(DEFAULT_CAPACITY);
+    };
+    let n = *c.get_ref();
+    if n > MAX_CAPACITY {
+        return Err(error_at(
+            src,
+            c.span(),
+            "capacity",
+            format!(
+                "{n} keys is more than the {MAX_CAPACITY} a policy may track per store \
+                 (about 24 bytes per key, allocated up front for each of up to ten stores); \
+                 use at most {MAX_CAPACITY}"
+            ),
+        ));
+    }
+    Ok(n.max(1))
+}
+
+/// A store could not be built for the policy's capacity: at the `capacity`
+/// value when the file sets one (line and column 0 for the default).
+fn capacity_error(file: &PolicyFile, src: &str, message: String) -> PolicyError {
+    match &file.capacity {
+        Some(c) => error_at(src, c.span(), "capacity", message),
+        None => PolicyError {
+            line: 0,
+            column: 0,
+            field: "capacity".into(),
+            message,
+        },
+    }
+}
+
 impl Compiler<'_> {
     fn err(&self, span: std::ops::Range<usize>, field: &str, message: String) -> PolicyError {
-        let (line, column) = line_col(self.src, span.start);
-        PolicyError {
-            line,
-            column,
-            field: field.to_owned(),
-            message,
-        }
+        error_at(self.src, span, field, message)
     }
 
     /// Adds the rules of `spec` (none if unlimited; two with a burst on a
@@ -603,13 +661,8 @@ impl Engine {
     /// ```
     pub fn from_toml(src: &str, unix_at_zero: Nanos) -> Result<Engine, PolicyError> {
         let file = parse(src)?;
-        let capacity = file.capacity.max(1);
-        let store_err = |e: KeyedError| PolicyError {
-            line: 0,
-            column: 0,
-            field: "capacity".into(),
-            message: e.to_string(),
-        };
+        let capacity = checked_capacity(&file, src)?;
+        let store_err = |e: KeyedError| capacity_error(&file, src, e.to_string());
         let stores = Stores {
             capacity,
             unix_at_zero,
@@ -654,6 +707,8 @@ impl Engine {
     /// ```
     pub fn reload(&self, src: &str) -> Result<Engine, PolicyError> {
         let file = parse(src)?;
+        // Checked like a first load's (the value itself is not used).
+        checked_capacity(&file, src)?;
         Engine::compile(&file, src, Arc::clone(&self.stores))
     }
 
@@ -723,11 +778,14 @@ impl Engine {
             });
             plan_rules.push(rules);
         }
-        let classes: Vec<String> = c
-            .rules
-            .iter()
-            .map(|r| r.class.clone())
-            .chain(std::iter::once("api".to_owned()))
+        // The quota classes some plan declares, from the limits as written:
+        // a class whose every limit is "unlimited" compiles to no rule but is
+        // still declared (scanner API: Enterprise scans).
+        let classes: Vec<&str> = file
+            .plans
+            .values()
+            .flat_map(|p| p.get_ref().limits.iter().map(|l| l.class.as_str()))
+            .chain(std::iter::once("api"))
             .collect();
 
         let mut endpoints: Vec<Endpoint> = Vec::new();
@@ -755,12 +813,22 @@ impl Engine {
                     ),
                 ));
             }
-            let class = e.class.clone().unwrap_or_else(|| "api".to_owned());
-            if !classes.contains(&class) {
+            let class = e
+                .class
+                .as_ref()
+                .map_or_else(|| "api".to_owned(), |c| c.get_ref().clone());
+            if let Some(spec) = e
+                .class
+                .as_ref()
+                .filter(|_| !classes.contains(&class.as_str()))
+            {
                 return Err(c.err(
-                    e.path.span(),
+                    spec.span(),
                     &format!("{field}.class"),
-                    format!("quota class \"{class}\" has no limit in any plan"),
+                    format!(
+                        "quota class \"{class}\" is not declared by any plan: add a limit \
+                         with class = \"{class}\" to a plan (\"unlimited\" counts)"
+                    ),
                 ));
             }
             let cost = match &e.cost {
@@ -947,12 +1015,7 @@ impl Engine {
         };
         // The window stores this policy needs (kept across reloads).
         for r in &c.rules {
-            let err = |e: String| PolicyError {
-                line: 0,
-                column: 0,
-                field: "capacity".into(),
-                message: e,
-            };
+            let err = |e: String| capacity_error(file, src, e);
             let (cap, unix) = (stores.capacity, stores.unix_at_zero);
             match r.store {
                 Store::Gcra => {}
@@ -1023,6 +1086,39 @@ impl Engine {
     /// Multiplies the limits of `id` (an API key, or an organisation under
     /// `scope = "org"`) by `factor` until `until` (CyberVault's temporary
     /// boosts). A factor of 1 removes the boost.
+    ///
+    /// The org pool is shared, and boosted per request: a request of an
+    /// organisation's member is charged against the pool with the larger of
+    /// the organisation's own boost (`boost(org, ..)`, under either scope)
+    /// and the boost of the identity charged. So a boosted key is not capped
+    /// by the unboosted pool (a 5x Enterprise key gets 5x its burst, and the
+    /// pool 5x for its requests), and boosting the organisation lifts the
+    /// pool for all its keys; an unboosted key still sees the pool's own
+    /// size, including what the boosted key took from it.
+    ///
+    /// ```
+    /// use tollgate::policy::{Engine, Request};
+    /// use tollgate::Nanos;
+    /// let e = Engine::from_toml(r#"
+    /// name = "x"
+    /// org_pool = [{ per = "minute", limit = 20, algorithm = "gcra", burst = 2 }]
+    /// [response]
+    /// headers = "x-ratelimit"
+    /// body = "cybervault"
+    /// [plans.pro]
+    /// limits = [{ per = "minute", limit = 60, algorithm = "gcra", burst = 4 }]
+    /// "#, Nanos::ZERO).unwrap();
+    /// let k = Request::new("GET", "/").key("k").org("acme").plan("pro");
+    /// let burst = |e: &Engine| (0..30).filter(|_| e.check(&k, Nanos::ZERO).unwrap().is_allowed()).count();
+    /// // Unboosted, the pool's burst of 2 binds.
+    /// assert_eq!(burst(&e), 2);
+    /// // Boosted 5x (from 1 minute on, with the pool full again): the pool's
+    /// // burst is 10 for this key's requests, its own 20.
+    /// e.boost("k", 5, Nanos::from_secs(3_600));
+    /// let later = Nanos::from_secs(60);
+    /// let n = (0..30).filter(|_| e.check(&k, later).unwrap().is_allowed()).count();
+    /// assert_eq!(n, 10);
+    /// ```
     pub fn boost(&self, id: &str, factor: u32, until: Nanos) {
         let s = &self.stores;
         let mut b = s.boosts.write().unwrap_or_else(|e| e.into_inner());
@@ -1034,6 +1130,12 @@ impl Engine {
         // Relaxed: a hint that lets checks skip the lock when no boost is
         // set; the map itself is read under the lock.
         s.any_boost.store(!b.is_empty(), Ordering::Relaxed);
+    }
+
+    /// The boost the org pool of `org` is charged with for an identity
+    /// boosted by `factor`: the larger of the two (see [`Engine::boost`]).
+    pub(crate) fn pool_factor(&self, org: &str, factor: u32, now: Nanos) -> u32 {
+        self.boost_of(Who::Org(org), now).max(factor)
     }
 
     fn boost_of(&self, who: Who<'_>, now: Nanos) -> u32 {
@@ -1133,11 +1235,12 @@ impl Engine {
         let combo = &self.combos[plan * (self.endpoints.len() + 1) + endpoint.map_or(0, |e| e + 1)];
         let members = &combo.members[..];
         let factor = self.boost_of(who, now);
-        // Whose budget each member spends; `None`: the org pool of a request
-        // without an organisation (skipped).
+        let pool_factor = org.map_or(1, |o| self.pool_factor(o, factor, now));
+        // Whose budget each member spends, at what boost; `None`: the org
+        // pool of a request without an organisation (skipped).
         let subject = |m: &Member| match (m.pool, org) {
             (false, _) => Some((who, factor)),
-            (true, Some(o)) => Some((Who::Org(o), 1)),
+            (true, Some(o)) => Some((Who::Org(o), pool_factor)),
             (true, None) => None,
         };
         let untouched = Decision::Allowed {
@@ -1156,15 +1259,15 @@ impl Engine {
             decisions[i] = d;
         }
         if let Some((i, d)) = worst {
-            return Err(self.deny_rate(members, &decisions, factor, i, d, now));
+            return Err(self.deny_rate(members, &decisions, (factor, pool_factor), i, d, now));
         }
         // Phase 2: charge; undo on a lost race.
         for (i, m) in members.iter().enumerate() {
             let Some((w, f)) = subject(m) else { continue };
             let d = self.apply(&self.rules[m.rule], w, m.units, f, now, Op::Charge);
             if !d.is_allowed() {
-                self.refund_all(&members[..i], who, org, factor, now, now);
-                return Err(self.deny_rate(members, &decisions, factor, i, d, now));
+                self.refund_all(&members[..i], who, org, (factor, pool_factor), now, now);
+                return Err(self.deny_rate(members, &decisions, (factor, pool_factor), i, d, now));
             }
             decisions[i] = d;
         }
@@ -1176,7 +1279,7 @@ impl Engine {
                 Ok(permit) => permits[slot] = Some(permit),
                 Err(refused) => {
                     drop(permits);
-                    self.refund_all(members, who, org, factor, now, now);
+                    self.refund_all(members, who, org, (factor, pool_factor), now, now);
                     let (current, max) = match refused {
                         ConcurrencyRefused::Full { in_use, max } => (in_use, max),
                         _ => (max, max),
@@ -1194,7 +1297,7 @@ impl Engine {
             members,
             who: OwnedWho::of(who),
             org: org.map(str::to_owned),
-            factor,
+            factors: (factor, pool_factor),
             charged_at: now,
         });
         Ok(Admission {
@@ -1213,14 +1316,16 @@ impl Engine {
         members: &[Member],
         who: Who<'_>,
         org: Option<&str>,
-        factor: u32,
+        (factor, pool_factor): (u32, u32),
         charged_at: Nanos,
         now: Nanos,
     ) {
         for m in members {
+            // The boosts the units were charged at (see `decide`): a refund
+            // at another factor would give back a different number of units.
             let (w, f) = match (m.pool, org) {
                 (false, _) => (who, factor),
-                (true, Some(o)) => (Who::Org(o), 1),
+                (true, Some(o)) => (Who::Org(o), pool_factor),
                 (true, None) => continue,
             };
             let _ = self.apply(
@@ -1254,7 +1359,7 @@ impl Engine {
                     r.members,
                     r.who.as_who(),
                     r.org.as_deref(),
-                    r.factor,
+                    r.factors,
                     r.charged_at,
                     now,
                 );
@@ -1346,10 +1451,17 @@ impl Engine {
         self.stores.unix_at_zero + now
     }
 
-    /// The header info of the window that binds: the visible member (a
-    /// plan or endpoint window, not a burst or the org pool) with the least
-    /// remaining (ties: the longer window), with its own limit, remaining and
-    /// reset, so the three agree and `Warning` measures that window's use.
+    /// The header info of the window that binds: among the visible members
+    /// (plan and endpoint windows, not bursts or the org pool), the one with
+    /// the fewest *requests* left, `remaining / units` (ties: the longer
+    /// window). Members are charged different units per request — a plan
+    /// window `cost` units, an endpoint window one — so the least raw
+    /// `remaining` can be a window that is not the first to run out (a 5x
+    /// scan with 15 of 60 plan units and 11 of 20 endpoint calls left has 3
+    /// scans left, not 11).
+    ///
+    /// That member's limit, remaining and reset are reported together (see
+    /// `member_info`: in requests of this kind).
     fn info(
         &self,
         members: &[Member],
@@ -1362,29 +1474,50 @@ impl Engine {
             .filter(|(_, m)| self.rules[m.rule].visible)
             .min_by_key(|&(i, m)| {
                 (
-                    remaining(&decisions[i]),
+                    remaining(&decisions[i]) / m.units.max(1),
                     std::cmp::Reverse(self.rules[m.rule].per),
                 )
             })?;
-        let r = &self.rules[m.rule];
-        Some(RateLimitInfo::new(
-            &decisions[i],
-            r.limit.get().saturating_mul(factor.max(1)),
-            r.per.nanos(),
-        ))
+        Some(self.member_info(m, &decisions[i], factor))
     }
 
+    /// The header info of one member (boosted by `factor`) after decision
+    /// `d`, counted in requests of the kind being checked: `Limit` is the
+    /// window's limit over the units one request takes, `Remaining` its
+    /// units left over the same (rounded down: a request needs all of its
+    /// units), `Reset` the window's own. The pages define Remaining as
+    /// "requests left before throttling", so a client learns how many more
+    /// of *this* call it can make; Limit in the same unit keeps
+    /// Remaining ≤ Limit and makes `Warning`'s share used,
+    /// (Limit − Remaining) / Limit, that of the window. For a member charged
+    /// one unit (every call without a cost factor) these are the window's
+    /// own numbers.
+    fn member_info(&self, m: &Member, d: &Decision, factor: u32) -> RateLimitInfo {
+        let r = &self.rules[m.rule];
+        let units = m.units.max(1);
+        let mut info = RateLimitInfo::new(
+            d,
+            r.limit.get().saturating_mul(factor.max(1)),
+            r.per.nanos(),
+        );
+        info.limit /= units;
+        info.remaining /= units;
+        info
+    }
+
+    /// The 429 for member `i` refusing with `d`; `factors`: the boost of
+    /// the identity's members and of the org pool's.
     fn deny_rate(
         &self,
         members: &[Member],
         decisions: &[Decision],
-        factor: u32,
+        (factor, pool_factor): (u32, u32),
         i: usize,
         d: Decision,
         now: Nanos,
     ) -> Denial {
         let r = &self.rules[members[i].rule];
-        let f = if members[i].pool { 1 } else { factor };
+        let f = if members[i].pool { pool_factor } else { factor };
         let limit = r.limit.get().saturating_mul(f.max(1));
         let window = r.per.nanos();
         let retry_after = match d {
@@ -1396,7 +1529,7 @@ impl Engine {
         // Limit/Reset of the binding window: the refusing member when it is
         // a visible window, else the visible member that binds.
         let mut info = if r.visible {
-            RateLimitInfo::new(&d, limit, window)
+            self.member_info(&members[i], &d, f)
         } else {
             let mut decisions = decisions.to_vec();
             decisions[i] = d;
@@ -1773,16 +1906,21 @@ fn wait(d: &Decision) -> Nanos {
 }
 
 /// Parses a policy file, mapping TOML errors to a [`PolicyError`].
+///
+/// The field is the dotted key path of the value the error is about, as the
+/// TOML reader reports it (tables and keys, without array indexes: the line
+/// and column tell which element), e.g. `endpoints.concurrency`; when it
+/// reports none (syntax errors), the text the error points at, if short.
 fn parse(src: &str) -> Result<PolicyFile, PolicyError> {
-    toml::from_str(src).map_err(|e| {
+    toml::from_str(src).map_err(|e: toml::de::Error| {
         let (line, column) = e.span().map_or((0, 0), |s| line_col(src, s.start));
-        // The text the error points at, when it is a key or short value.
-        let field = e
-            .span()
-            .and_then(|s| src.get(s))
-            .filter(|t| t.len() <= 60 && !t.contains('\n'))
-            .unwrap_or("")
-            .to_owned();
+        let field = toml_key_path(&e).unwrap_or_else(|| {
+            e.span()
+                .and_then(|s| src.get(s))
+                .filter(|t| t.len() <= 60 && !t.contains('\n'))
+                .unwrap_or("")
+                .to_owned()
+        });
         PolicyError {
             line,
             column,
@@ -1790,4 +1928,18 @@ fn parse(src: &str) -> Result<PolicyFile, PolicyError> {
             message: e.message().trim().to_owned(),
         }
     })
+}
+
+/// The dotted key path a TOML deserialization error is about. `toml` keeps
+/// it private and prints it (as "in `a.b.c`") only when the error has no
+/// source text to quote, so it is read from that rendering.
+fn toml_key_path(e: &toml::de::Error) -> Option<String> {
+    let mut bare = e.clone();
+    bare.set_input(None);
+    let shown = bare.to_string();
+    let path = shown
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("in `")?.strip_suffix('`'))?;
+    (!path.is_empty()).then(|| path.to_owned())
 }

@@ -59,9 +59,10 @@ pub struct PolicyFile {
     /// Requests without an API key: their plan, keyed by client address.
     /// Without this section such requests are refused as unauthenticated.
     pub anonymous: Option<AnonymousSpec>,
-    /// Keys tracked at once per store (default 100 000).
-    #[serde(default = "default_capacity")]
-    pub capacity: usize,
+    /// Keys tracked at once per store (default
+    /// [`DEFAULT_CAPACITY`](super::DEFAULT_CAPACITY), at most
+    /// [`MAX_CAPACITY`](super::MAX_CAPACITY)).
+    pub capacity: Option<Spanned<usize>>,
     /// Headers and 429 body.
     pub response: ResponseSpec,
     /// Plans (tiers) by name.
@@ -78,10 +79,6 @@ pub struct PolicyFile {
     /// Response statuses that give the request's tokens back (S4E: 304).
     #[serde(default)]
     pub refund_status: Vec<u16>,
-}
-
-fn default_capacity() -> usize {
-    100_000
 }
 
 /// See [`PolicyFile::scope`].
@@ -141,7 +138,8 @@ pub struct PlanSpec {
     /// "burst refers to the maximum number of concurrent requests").
     pub concurrency: Option<Spanned<u32>>,
     /// Wait in line instead of being refused (Slim.io: past the concurrent
-    /// burst; CyberVault: the async queue depth).
+    /// burst; CyberVault: the async queue depth). One line per identity and
+    /// endpoint rule (see [`QueueSpec::depth`]).
     pub queue: Option<Spanned<QueueSpec>>,
 }
 
@@ -158,7 +156,12 @@ pub struct QueueSpec {
     /// of endpoint rules with `queued = true`, e.g. async endpoints).
     #[serde(default)]
     pub routes: QueueRoutes,
-    /// Requests waiting at once per identity (at least 1).
+    /// Requests waiting at once per identity *and endpoint rule* (at least
+    /// 1): each endpoint rule the queue takes has its own line of this depth
+    /// for each identity, and the requests no endpoint rule matches share one
+    /// more. So one identity can have up to `depth` waiting on every queued
+    /// route at once (CyberVault developer: 50 scans and 50 reports), and a
+    /// full line on one route does not hold up another.
     pub depth: u32,
     /// The longest a request waits before it is refused after all (seconds,
     /// at least 1).
@@ -313,8 +316,9 @@ pub struct EndpointSpec {
     pub method: String,
     /// Path pattern (see [`RouteSpec`]).
     pub path: Spanned<String>,
-    /// The quota class the request spends (default `"api"`).
-    pub class: Option<String>,
+    /// The quota class the request spends (default `"api"`); some plan must
+    /// declare it with a limit of that class (`"unlimited"` counts).
+    pub class: Option<Spanned<String>>,
     /// Units of the plan's limits one request costs (default 1).
     pub cost: Option<Spanned<u32>>,
     /// Extra limits for this endpoint, per key (counted in requests).
@@ -328,14 +332,50 @@ pub struct EndpointSpec {
     pub queued: bool,
 }
 
-/// See [`EndpointSpec::concurrency`].
-#[derive(Clone, Debug, Deserialize)]
-#[serde(untagged)]
+/// See [`EndpointSpec::concurrency`]: a positive integer, or a table of
+/// plan = positive integer (`{ free = 1, pro = 3 }`).
+#[derive(Clone, Debug)]
 pub enum ConcurrencySpec {
     /// The same for every plan.
     All(u32),
     /// Per plan; plans not listed have no concurrency limit.
     PerPlan(BTreeMap<String, u32>),
+}
+
+impl<'de> Deserialize<'de> for ConcurrencySpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(i64),
+            PerPlan(BTreeMap<String, i64>),
+        }
+        const ALLOWED: &str = "a positive integer or a table of plan = integer \
+                               (e.g. `concurrency = 5` or `concurrency = { free = 1, pro = 3 }`)";
+        // 0 passes here and is refused at compile time, with the field.
+        let count = |n: i64, what: &str| {
+            u32::try_from(n).map_err(|_| {
+                <D::Error as serde::de::Error>::custom(format!(
+                    "{what}{n} is not a concurrency limit: use 1 to {}; \
+                     `concurrency` is {ALLOWED}",
+                    u32::MAX
+                ))
+            })
+        };
+        match Raw::deserialize(d).map_err(|_| {
+            <D::Error as serde::de::Error>::custom(format!("`concurrency` must be {ALLOWED}"))
+        })? {
+            Raw::N(n) => count(n, "").map(ConcurrencySpec::All),
+            Raw::PerPlan(m) => m
+                .into_iter()
+                .map(|(plan, n)| {
+                    let n = count(n, &format!("plan \"{plan}\": "))?;
+                    Ok((plan, n))
+                })
+                .collect::<Result<_, D::Error>>()
+                .map(ConcurrencySpec::PerPlan),
+        }
+    }
 }
 
 /// A parsed path pattern segment.

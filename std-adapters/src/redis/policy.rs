@@ -39,6 +39,8 @@ pub(crate) struct External<'e> {
     combo: &'e Combo,
     who: OwnedWho,
     factor: u32,
+    /// The org pool's boost (see `Engine::boost`).
+    pool_factor: u32,
     /// Whose budgets the keys of this request live under: the organisation
     /// when the request has one (so the key's limits and the org pool share
     /// one Redis Cluster slot), else the caller.
@@ -78,13 +80,14 @@ impl Engine {
         let endpoint = self.endpoint(req);
         let combo = &self.combos[plan * (self.endpoints.len() + 1) + endpoint.map_or(0, |e| e + 1)];
         let factor = self.boost_of(who, now);
+        let pool_factor = org.map_or(1, |o| self.pool_factor(o, factor, now));
         let members = combo
             .members
             .iter()
             .map(|m: &Member| {
                 let (w, f) = match (m.pool, org) {
                     (false, _) => (who, factor),
-                    (true, Some(o)) => (Who::Org(o), 1),
+                    (true, Some(o)) => (Who::Org(o), pool_factor),
                     (true, None) => return None,
                 };
                 let r = boosted(&self.rules[m.rule], f);
@@ -118,6 +121,7 @@ impl Engine {
             combo,
             who: OwnedWho::of(who),
             factor,
+            pool_factor,
             tag,
             members,
         }))
@@ -176,7 +180,7 @@ impl<'e> External<'e> {
         self.engine.deny_rate(
             &self.combo.members,
             decisions,
-            self.factor,
+            (self.factor, self.pool_factor),
             i,
             d,
             self.engine_now(now_unix),
