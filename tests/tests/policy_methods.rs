@@ -8,29 +8,7 @@
 use tollgate::Nanos;
 use tollgate::policy::{Engine, Outcome, Request};
 
-const POLICY: &str = r#"
-name = "methods"
-[response]
-headers = "x-ratelimit"
-body = "s4e"
-[plans.standard]
-limits = [{ per = "minute", limit = 100 }]
-[[endpoints]]
-method = "GET"
-path = "/findings"
-limits = [{ per = "minute", limit = 2 }]
-[[endpoints]]
-method = "GET"
-path = "/reports/{id}"
-limits = [{ per = "minute", limit = 1 }]
-[[endpoints]]
-method = "HEAD"
-path = "/reports/{id}"
-limits = [{ per = "minute", limit = 5 }]
-[[exempt]]
-method = "GET"
-path = "/health"
-"#;
+const POLICY: &str = include_str!("../fixtures/methods.toml");
 
 fn engine() -> Engine {
     Engine::from_toml(POLICY, Nanos::ZERO).expect("policy loads")

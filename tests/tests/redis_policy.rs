@@ -424,29 +424,7 @@ fn head_takes_the_get_exemptions_and_endpoint_limits() {
     let Some(server) = Server::start("head_takes_the_get_exemptions_and_endpoint_limits") else {
         return;
     };
-    const METHODS: &str = r#"
-name = "methods"
-[response]
-headers = "x-ratelimit"
-body = "s4e"
-[plans.standard]
-limits = [{ per = "minute", limit = 100 }]
-[[endpoints]]
-method = "GET"
-path = "/findings"
-limits = [{ per = "minute", limit = 2 }]
-[[endpoints]]
-method = "GET"
-path = "/reports/{id}"
-limits = [{ per = "minute", limit = 1 }]
-[[endpoints]]
-method = "HEAD"
-path = "/reports/{id}"
-limits = [{ per = "minute", limit = 5 }]
-[[exempt]]
-method = "GET"
-path = "/health"
-"#;
+    const METHODS: &str = include_str!("../fixtures/methods.toml");
     let rt = runtime();
     let e = Engine::from_toml(METHODS, Nanos::from_secs(T0)).unwrap();
     let r = limiter(&server, FailMode::Closed);
