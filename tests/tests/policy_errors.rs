@@ -557,3 +557,52 @@ fn warning_at_past_a_byte_is_refused() {
     // The range named is the type's (0 to 255), not "1 to 100".
     check(&e, 4, &["300", "u8"]);
 }
+
+// ---- methods and capacity that could never work ------------------------------
+
+/// A rule's method with a space, or an empty one, would never match a
+/// request: the endpoint's limit would silently not apply (found by review).
+#[test]
+fn an_endpoint_method_that_is_not_a_token_is_refused_at_its_line() {
+    for bad in ["", "POST ", "GET,POST"] {
+        let e = err(&format!(
+            "[plans.free]\nlimits = [{{ per = \"minute\", limit = 10 }}]\n\
+             [[endpoints]]\nmethod = \"{bad}\"\npath = \"/x\"\nlimits = [{{ per = \"minute\", limit = 1 }}]\n"
+        ));
+        check(&e, 8, &["not an HTTP method", "\"*\""]);
+        assert_eq!(e.field, "endpoints[0].method", "{e}");
+    }
+}
+
+#[test]
+fn an_exempt_method_that_is_not_a_token_is_refused_at_its_line() {
+    let e = err(
+        "[plans.free]\nlimits = [{ per = \"minute\", limit = 10 }]\n\
+         [[exempt]]\nmethod = \"GET \"\npath = \"/health\"\n",
+    );
+    check(&e, 8, &["not an HTTP method"]);
+    assert_eq!(e.field, "exempt[0].method", "{e}");
+}
+
+#[test]
+fn methods_that_are_tokens_or_star_load() {
+    for ok in ["get", "PATCH", "M-SEARCH", "*"] {
+        let src = format!(
+            "{HEAD}[plans.free]\nlimits = [{{ per = \"minute\", limit = 10 }}]\n\
+             [[endpoints]]\nmethod = \"{ok}\"\npath = \"/x\"\nlimits = [{{ per = \"minute\", limit = 1 }}]\n"
+        );
+        Engine::from_toml(&src, Nanos::ZERO).unwrap();
+    }
+}
+
+/// `capacity = 0` was silently raised to 1: a store of one key refuses
+/// almost every client, which is never what a policy means.
+#[test]
+fn a_capacity_of_zero_is_refused_at_its_value() {
+    let src = format!(
+        "capacity = 0\n{HEAD}[plans.free]\nlimits = [{{ per = \"minute\", limit = 10 }}]\n"
+    );
+    let e = Engine::from_toml(&src, Nanos::ZERO).unwrap_err();
+    check(&e, 1, &["at least 1"]);
+    assert_eq!(e.field, "capacity", "{e}");
+}

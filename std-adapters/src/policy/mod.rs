@@ -80,8 +80,8 @@ pub use model::{
     RouteSpec, ScopeSpec,
 };
 use model::{
-    Seg, line_col, matches, method_applies, methods_overlap, overlap, parse_pattern,
-    request_methods,
+    Seg, invalid_method, line_col, matches, method_applies, methods_overlap, overlap,
+    parse_pattern, request_methods,
 };
 
 /// Most members one request can be checked against (plan windows, bursts,
@@ -514,7 +514,17 @@ fn checked_capacity(file: &PolicyFile, src: &str) -> Result<usize, PolicyError> 
             ),
         ));
     }
-    Ok(n.max(1))
+    if n == 0 {
+        return Err(error_at(
+            src,
+            c.span(),
+            "capacity",
+            "a store must track at least 1 key: use a capacity of 1 or more (or leave it out \
+             for the default)"
+                .into(),
+        ));
+    }
+    Ok(n)
 }
 
 /// A store could not be built for the policy's capacity: at the `capacity`
@@ -793,22 +803,23 @@ impl Engine {
         let mut endpoint_rules: Vec<(String, u32, Vec<usize>)> = Vec::new();
         for (i, e) in file.endpoints.iter().enumerate() {
             let field = format!("endpoints[{i}]");
+            if let Some(m) = invalid_method(e.method.get_ref()) {
+                return Err(c.err(e.method.span(), &format!("endpoints[{i}].method"), m));
+            }
             let path = parse_pattern(e.path.get_ref())
                 .map_err(|m| c.err(e.path.span(), &format!("{field}.path"), m))?;
-            if let Some((j, _)) = endpoints
-                .iter()
-                .enumerate()
-                .find(|(_, p)| methods_overlap(&p.method, &e.method) && overlap(&p.path, &path))
-            {
+            if let Some((j, _)) = endpoints.iter().enumerate().find(|(_, p)| {
+                methods_overlap(&p.method, e.method.get_ref()) && overlap(&p.path, &path)
+            }) {
                 return Err(c.err(
                     e.path.span(),
                     &format!("{field}.path"),
                     format!(
                         "{} {} overlaps endpoints[{j}] ({} {}): a request would match both; \
                          make the patterns disjoint",
-                        e.method,
+                        e.method.get_ref(),
                         e.path.get_ref(),
-                        file.endpoints[j].method,
+                        file.endpoints[j].method.get_ref(),
                         file.endpoints[j].path.get_ref(),
                     ),
                 ));
@@ -867,7 +878,7 @@ impl Engine {
                     v
                 }
             };
-            let location = format!("endpoint {} {}", e.method, e.path.get_ref());
+            let location = format!("endpoint {} {}", e.method.get_ref(), e.path.get_ref());
             let mut limits = Vec::new();
             for (j, l) in e.limits.iter().enumerate() {
                 limits.extend(c.rules(l, &format!("{field}.limits[{j}]"), &location)?);
@@ -894,7 +905,7 @@ impl Engine {
                 }
             }
             endpoints.push(Endpoint {
-                method: e.method.clone(),
+                method: e.method.get_ref().clone(),
                 path,
                 concurrency_id: stable_id(&location),
                 concurrency,
@@ -905,9 +916,12 @@ impl Engine {
         }
         let mut exempt = Vec::new();
         for (i, r) in file.exempt.iter().enumerate() {
+            if let Some(m) = invalid_method(r.method.get_ref()) {
+                return Err(c.err(r.method.span(), &format!("exempt[{i}].method"), m));
+            }
             let p = parse_pattern(r.path.get_ref())
                 .map_err(|m| c.err(r.path.span(), &format!("exempt[{i}].path"), m))?;
-            exempt.push((r.method.clone(), p));
+            exempt.push((r.method.get_ref().clone(), p));
         }
         let mut org_pool = Vec::new();
         for (i, l) in file.org_pool.iter().flatten().enumerate() {

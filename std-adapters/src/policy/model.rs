@@ -302,8 +302,9 @@ pub enum Algorithm {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteSpec {
-    /// HTTP method, or `*` for any.
-    pub method: String,
+    /// HTTP method (an RFC 9110 token, matched without regard to case), or
+    /// `*` for any.
+    pub method: Spanned<String>,
     /// Path pattern.
     pub path: Spanned<String>,
 }
@@ -312,8 +313,9 @@ pub struct RouteSpec {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointSpec {
-    /// HTTP method, or `*` for any.
-    pub method: String,
+    /// HTTP method (an RFC 9110 token, matched without regard to case), or
+    /// `*` for any.
+    pub method: Spanned<String>,
     /// Path pattern (see [`RouteSpec`]).
     pub path: Spanned<String>,
     /// The quota class the request spends (default `"api"`); some plan must
@@ -446,6 +448,21 @@ pub(crate) fn overlap(a: &[Seg], b: &[Seg]) -> bool {
     }
 }
 
+/// Why `method` cannot be a rule's method (`None`: it can): `*`, or an
+/// RFC 9110 token (`GET`, `PATCH`, `PROPFIND`: letters, digits and
+/// ``!#$%&'*+-.^_`|~``). A method with a space, or an empty one, would
+/// never match a request, so its rule would silently never apply.
+pub(crate) fn invalid_method(method: &str) -> Option<String> {
+    let tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if method == "*" || (!method.is_empty() && method.chars().all(tchar)) {
+        return None;
+    }
+    Some(format!(
+        "{method:?} is not an HTTP method: use a method such as \"GET\" or \"POST\" \
+         (letters, digits and !#$%&'*+-.^_`|~, no spaces), or \"*\" for any"
+    ))
+}
+
 pub(crate) fn methods_overlap(a: &str, b: &str) -> bool {
     a == "*" || b == "*" || a.eq_ignore_ascii_case(b)
 }
@@ -472,6 +489,16 @@ mod tests {
 
     fn pat(p: &str) -> Vec<Seg> {
         parse_pattern(p).unwrap()
+    }
+
+    #[test]
+    fn rule_methods_are_tokens_or_star() {
+        for ok in ["GET", "post", "*", "PROPFIND", "M-SEARCH"] {
+            assert_eq!(invalid_method(ok), None, "{ok}");
+        }
+        for bad in ["", " ", "POST ", "GET,POST", "G\u{e9}T", "**x y"] {
+            assert!(invalid_method(bad).is_some(), "{bad:?}");
+        }
     }
 
     #[test]
