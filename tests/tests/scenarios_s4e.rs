@@ -333,9 +333,13 @@ fn s4e_sixth_sse_stream_denied_and_freed_on_drop() {
     let d = deny(e.check(&stream, secs(1)).unwrap());
     assert_eq!(d.status, 429);
     // A concurrency refusal: no exact wait can be promised; the page's
-    // shapes still announce one, the shortest (never 0).
+    // shapes still announce one, the shortest (never 0). "Every API
+    // response includes rate limit headers": the minute as it stands (the
+    // refused stream charged nothing: 95 left), then Retry-After.
     assert_eq!(d.retry_after, None);
-    assert_eq!(d.headers, [("Retry-After", "1".to_string())]);
+    let mut expected = ok_headers(100, 95, T0 + 60);
+    expected.push(("Retry-After", "1".to_string()));
+    assert_eq!(d.headers, expected);
     assert_eq!(d.body, body(1));
     // Another key has its own 5 streams.
     let other = Request::new("GET", "/api/events/stream")

@@ -1298,7 +1298,15 @@ impl Engine {
                         ConcurrencyRefused::Full { in_use, max } => (in_use, max),
                         _ => (max, max),
                     };
-                    return Err(self.deny_concurrency(current, max, now));
+                    // The binding window as it stands, this request refunded
+                    // (read-only: a cost-0 probe of each member).
+                    let mut standing = [untouched; MAX_MEMBERS];
+                    for (i, m) in members.iter().enumerate() {
+                        let Some((w, f)) = subject(m) else { continue };
+                        standing[i] = self.apply(&self.rules[m.rule], w, 0, f, now, Op::Probe);
+                    }
+                    let window = self.info(members, &standing, factor);
+                    return Err(self.deny_concurrency(current, max, window, now));
                 }
             }
         }
@@ -1562,14 +1570,30 @@ impl Engine {
         }
     }
 
-    fn deny_concurrency(&self, current: u32, max: u32, now: Nanos) -> Denial {
+    /// The 429 for a concurrency limit at `max` with `current` in use;
+    /// `window`: the binding rate window as it stands (`None`: not known),
+    /// whose headers go along — S4E: "Every API response includes rate
+    /// limit headers" (found by review: the 6th SSE stream's 429 had only
+    /// `Retry-After`).
+    pub(crate) fn deny_concurrency(
+        &self,
+        current: u32,
+        max: u32,
+        window: Option<RateLimitInfo>,
+        now: Nanos,
+    ) -> Denial {
         let now_unix = self.now_unix(now);
         // BlockSecOps' CONCURRENT_LIMIT answer carries no wait ("wait for a
         // scan to complete"); the other styles announce the shortest one.
         let headers = if self.body_style == BodyStyle::Blocksecops {
             Vec::new()
         } else {
-            self.retry_after_only(Nanos::from_secs(1), now_unix)
+            let mut h: Vec<(&'static str, String)> = window
+                .map(|info| self.header_style.render(&info, now_unix))
+                .unwrap_or_default();
+            h.retain(|(k, _)| *k != "Retry-After");
+            h.extend(self.retry_after_only(Nanos::from_secs(1), now_unix));
+            h
         };
         Denial {
             status: 429,

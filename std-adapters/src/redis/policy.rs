@@ -204,6 +204,7 @@ impl<'e> External<'e> {
                     return Err(self.engine.deny_concurrency(
                         current,
                         max,
+                        None,
                         self.engine_now(now_unix),
                     ));
                 }
