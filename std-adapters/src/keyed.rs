@@ -1169,13 +1169,9 @@ impl<A: KeyedAlgorithm, S: BuildHasher> KeyedLimiter<A, S> {
         now: Nanos,
         cost: u32,
     ) -> Snapshot {
-        let step = |state| match self.algorithm.refunded(quota, state, now, cost) {
-            Some(new) => (self.algorithm.snapshot(quota, new, now), Some(new)),
-            None => (self.algorithm.snapshot(quota, state, now), None),
-        };
-        match self.transact(key, now, Mode::Loosen, step) {
-            Ok(s) | Err(s) => s,
-        }
+        self.give_back(key, quota, now, |state| {
+            self.algorithm.refunded(quota, state, now, cost)
+        })
     }
 
     /// Gives back, at `now`, `cost` units charged to `key` at `charged_at`,
@@ -1213,10 +1209,24 @@ impl<A: KeyedAlgorithm, S: BuildHasher> KeyedLimiter<A, S> {
         now: Nanos,
         cost: u32,
     ) -> Snapshot {
-        let alg = &self.algorithm;
-        let step = |state| match alg.refunded_since(quota, state, charged_at, now, cost) {
-            Some(new) => (alg.snapshot(quota, new, now), Some(new)),
-            None => (alg.snapshot(quota, state, now), None),
+        self.give_back(key, quota, now, |state| {
+            self.algorithm
+                .refunded_since(quota, state, charged_at, now, cost)
+        })
+    }
+
+    /// Loosens `key`'s state to `refunded(state)` (`None`: unchanged) under
+    /// the slot's bucket lock (`Mode::Loosen`), and reads it out at `now`.
+    fn give_back<K: Hash + ?Sized>(
+        &self,
+        key: &K,
+        quota: &A::Quota,
+        now: Nanos,
+        refunded: impl Fn(u64) -> Option<u64>,
+    ) -> Snapshot {
+        let step = |state| match refunded(state) {
+            Some(new) => (self.algorithm.snapshot(quota, new, now), Some(new)),
+            None => (self.algorithm.snapshot(quota, state, now), None),
         };
         match self.transact(key, now, Mode::Loosen, step) {
             Ok(s) | Err(s) => s,
