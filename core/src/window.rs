@@ -500,6 +500,12 @@ impl FixedRule {
     /// that is the stored later window, the one the refunded admission was
     /// counted against.
     ///
+    /// One exception keeps the state word meaningful: the word `0` is the
+    /// fresh state, so in a window whose index is ≡ 0 mod 2^32 (other than
+    /// the very first) a refund leaves one unit counted rather than write
+    /// `0` — stricter by one unit, in one window out of every 2^32, never
+    /// more admitted.
+    ///
     /// ```
     /// use core::num::NonZeroU32;
     /// use tollgate_core::window::{pack_fixed, FixedRule};

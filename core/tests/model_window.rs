@@ -161,7 +161,7 @@ impl FixedModel {
     /// Returns the window refunded and how much.
     fn refund(&mut self, now: u64, cost: u32) -> (u128, u32) {
         let (i, c, _) = self.at(now);
-        let back = cost.min(c);
+        let back = c - fixed_refund_left(i, c, cost);
         if back > 0 {
             self.stored = Some((i, c - back));
         }
@@ -176,6 +176,15 @@ impl FixedModel {
             reset_after: if c == 0 { Nanos::ZERO } else { ns(to_end) },
         }
     }
+}
+
+/// What a `FixedWindow` refund of `cost` leaves of `count` in window `i`
+/// (full index): never the fresh word 0 outside the very first window, so
+/// in a window whose index is ≡ 0 mod 2^32 the last unit stays (stricter,
+/// once every 2^32 windows; documented at `FixedRule::refunded`).
+fn fixed_refund_left(i: u128, count: u32, cost: u32) -> u32 {
+    let keep = u32::from(i % (1 << 32) == 0 && i != 0);
+    (count - cost.min(count)).max(keep.min(count))
 }
 
 /// The sliding estimate from a full-index state: `(index, prev, curr)`, or
@@ -420,7 +429,7 @@ proptest! {
             let cost = op.cost;
             let reset = |c: u32| if c == 0 { Nanos::ZERO } else { ns(to_end) };
             if op.refund {
-                *c -= cost.min(*c);
+                *c = fixed_refund_left(i, *c, cost);
                 let want = Snapshot { limit, remaining: limit - *c, reset_after: reset(*c) };
                 prop_assert_eq!(fw.refund(Nanos::new(now), cost), want);
                 continue;
@@ -734,4 +743,25 @@ fn sliding_model_keeps_one_unit_at_index_multiple_of_2_24() {
     model.refund(now, 1);
     assert_eq!(sw.refund(t, 1), model.peek(now));
     assert_eq!(model.peek(now).remaining, limit - 1);
+}
+
+/// Found by CI's random proptest seed (limit 1, W = 32, offset 1, time
+/// saturated at `u64::MAX`): window index 2^59 ≡ 0 mod 2^32, where a refund
+/// keeps the last unit. Both models must say so.
+#[test]
+fn refund_in_a_window_with_index_multiple_of_2_32_keeps_one_unit() {
+    let (w, offset, now) = (32, 1, u64::MAX);
+    let fw = FixedWindow::new(nz(1), Nanos::new(w), Nanos::new(offset)).unwrap();
+    let mut model = FixedModel::new(1, w, offset);
+    assert!(fw.check(Nanos::new(now)).is_allowed());
+    assert!(model.check(now, 1).is_allowed());
+    let got = fw.refund(Nanos::new(now), 1);
+    assert_eq!(model.refund(now, 1), ((1u128 << 64) / 32, 0));
+    assert_eq!(got, model.peek(now));
+    assert_eq!(got.remaining, 0);
+    // A window earlier the same refund gives the unit back.
+    let fw = FixedWindow::new(nz(1), Nanos::new(w), Nanos::new(offset)).unwrap();
+    let earlier = Nanos::new(now - 32);
+    assert!(fw.check(earlier).is_allowed());
+    assert_eq!(fw.refund(earlier, 1).remaining, 1);
 }
