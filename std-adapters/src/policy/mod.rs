@@ -35,7 +35,9 @@
 //! 1. A route listed under `exempt` is admitted uncounted ([`Outcome::Exempt`]).
 //! 2. The caller's identity and plan: the API key (or, with `scope = "org"`,
 //!    the organisation) and the plan the caller's auth layer resolved;
-//!    without a key, the `anonymous` plan keyed by client address.
+//!    without a key, the `anonymous` plan keyed by client address (an IPv6
+//!    address by its /64, or the `anonymous.ipv6_prefix` given; see
+//!    [`client_block`]).
 //! 3. The members: the plan's limits of the request's quota class (charged
 //!    the endpoint's `cost`), the endpoint's own limits (one per request),
 //!    the org pool (charged `cost`, per organisation). A limit with a
@@ -188,6 +190,41 @@ impl fmt::Display for RequestError {
 }
 
 impl std::error::Error for RequestError {}
+
+/// The IPv6 prefix length that keys an anonymous caller unless the policy
+/// says otherwise (see [`AnonymousSpec::ipv6_prefix`]).
+pub const DEFAULT_IPV6_PREFIX: u8 = 64;
+
+/// The address an anonymous caller's budget is kept under: an IPv4 address
+/// as is (an IPv4-mapped IPv6 address as its IPv4 address, so a dual-stack
+/// listener keys IPv4 clients alike), an IPv6 address with all but its
+/// first `prefix` bits cleared.
+///
+/// ```
+/// use std::net::IpAddr;
+/// use tollgate::policy::client_block;
+///
+/// let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+/// let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+/// assert_eq!(client_block(a, 64), client_block(b, 64));
+/// assert_eq!(client_block(a, 64).to_string(), "2001:db8:1:2::");
+/// assert_ne!(client_block(a, 128), client_block(b, 128));
+/// let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+/// assert_eq!(client_block(mapped, 64).to_string(), "192.0.2.7");
+/// ```
+pub fn client_block(ip: IpAddr, prefix: u8) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6);
+            let mask = match u32::from(prefix.min(128)) {
+                0 => 0,
+                n => u128::MAX << (128 - n),
+            };
+            IpAddr::V6((bits & mask).into())
+        }
+    }
+}
 
 /// Whose budget a member is kept under.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -442,6 +479,8 @@ pub struct Engine {
     name: String,
     scope: ScopeSpec,
     anonymous_plan: Option<usize>,
+    /// Leading bits of an IPv6 client address that key its budget.
+    ipv6_prefix: u8,
     plans: Vec<Plan>,
     plan_index: HashMap<String, usize, ahash::RandomState>,
     endpoints: Vec<Endpoint>,
@@ -948,6 +987,18 @@ impl Engine {
             ),
         };
 
+        let ipv6_prefix = match file.anonymous.as_ref().and_then(|a| a.ipv6_prefix.as_ref()) {
+            None => DEFAULT_IPV6_PREFIX,
+            Some(p) if (1..=128).contains(p.get_ref()) => *p.get_ref(),
+            Some(p) => {
+                return Err(c.err(
+                    p.span(),
+                    "anonymous.ipv6_prefix",
+                    "a prefix length from 1 to 128 bits".into(),
+                ));
+            }
+        };
+
         // Every (plan, endpoint) member list, checked against MAX_MEMBERS.
         let mut combos = Vec::with_capacity(plans.len() * (endpoints.len() + 1));
         for (p, rules) in plans.iter().zip(&plan_rules) {
@@ -1072,6 +1123,7 @@ impl Engine {
             name: file.name.clone(),
             scope: file.scope,
             anonymous_plan,
+            ipv6_prefix,
             plans,
             plan_index,
             endpoints,
@@ -1191,7 +1243,7 @@ impl Engine {
         let Some(key) = req.api_key else {
             let plan = self.anonymous_plan.ok_or(RequestError::Unauthenticated)?;
             let ip = req.client_ip.ok_or(RequestError::Unauthenticated)?;
-            return Ok((Who::Ip(ip), plan, None));
+            return Ok((Who::Ip(client_block(ip, self.ipv6_prefix)), plan, None));
         };
         let name = req.plan.ok_or(RequestError::MissingPlan)?;
         let plan = *self

@@ -98,6 +98,12 @@ pub enum ScopeSpec {
 pub struct AnonymousSpec {
     /// The plan anonymous callers get (must be one of `plans`).
     pub plan: Spanned<String>,
+    /// How many leading bits of an IPv6 client address key its budget
+    /// (default 64: one budget per /64, the smallest block a site is
+    /// assigned, so a client cannot mint fresh budgets from the 2^64
+    /// addresses of its own subnet). 1 to 128; 128 keys every address.
+    /// IPv4 addresses (and IPv4-mapped IPv6 ones) are keyed per address.
+    pub ipv6_prefix: Option<Spanned<u8>>,
 }
 
 /// See [`PolicyFile::response`].
