@@ -202,6 +202,33 @@ fn refunds_and_concurrency() {
         panic!("{second:?}")
     };
     assert_eq!(d.status, 429);
+    // Its headers: the binding window as it stands, the refused request's
+    // units given back (17 left after `c` and `first`), then Retry-After —
+    // as the in-process engine answers (S4E: "Every API response includes
+    // rate limit headers").
+    assert_eq!(header(&d.headers, "X-RateLimit-Limit"), Some("20"));
+    assert_eq!(header(&d.headers, "X-RateLimit-Remaining"), Some("17"));
+    assert!(header(&d.headers, "X-RateLimit-Reset").is_some());
+    assert_eq!(header(&d.headers, "Retry-After"), Some("1"));
+    assert_eq!(d.headers.last().map(|(k, _)| *k), Some("Retry-After"));
+    // The same 429 as the in-process engine's, header for header.
+    let local = Engine::from_toml(POLICY, Nanos::ZERO).unwrap();
+    for _ in 0..2 {
+        let _ = local.check(&req, Nanos::ZERO).unwrap(); // `b` and `c`
+    }
+    let _held = local.check(&stream, Nanos::ZERO).unwrap();
+    match local.check(&stream, Nanos::ZERO).unwrap() {
+        tollgate::policy::Outcome::Denied(l) => {
+            let names =
+                |h: &[(&'static str, String)]| h.iter().map(|(k, _)| *k).collect::<Vec<_>>();
+            assert_eq!(names(&l.headers), names(&d.headers));
+            assert_eq!(
+                header(&l.headers, "X-RateLimit-Remaining"),
+                header(&d.headers, "X-RateLimit-Remaining")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
     // The refused request's rate units were given back.
     drop(first);
     let third = rt

@@ -186,13 +186,13 @@ impl RedisLimiter {
         if !d.decision.is_allowed() {
             return Ok(PolicyOutcome::Denied(ext.denied(&decisions, d.now)));
         }
-        let permits = match ext.permits(d.now) {
+        let permits = match ext.permits() {
             Ok(p) => p,
-            Err(denial) => {
+            Err(full) => {
                 // Give the rate units back where they were charged, as far
                 // as the charge still weighs (a moment later: about all of
                 // it): the request does not run.
-                let _ = self
+                let back = self
                     .refund_to_inner(
                         d.source,
                         &ext.tag,
@@ -202,7 +202,25 @@ impl RedisLimiter {
                         Some(now),
                     )
                     .await;
-                return Ok(PolicyOutcome::Denied(denial));
+                // The windows as they stand: after the refund, or as charged
+                // when nothing could go back (Redis unreachable).
+                let standing: Vec<Decision> = match &back {
+                    Some(r) => slots
+                        .iter()
+                        .map(|s| {
+                            s.and_then(|i| r.members.get(i)).map_or(untouched, |snap| {
+                                Decision::Allowed {
+                                    remaining: snap.remaining,
+                                    reset_after: snap.reset_after,
+                                }
+                            })
+                        })
+                        .collect(),
+                    None => decisions,
+                };
+                return Ok(PolicyOutcome::Denied(
+                    ext.denied_concurrency(full, &standing, d.now),
+                ));
             }
         };
         Ok(PolicyOutcome::Allowed(RedisAdmission {

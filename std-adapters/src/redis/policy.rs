@@ -188,28 +188,34 @@ impl<'e> External<'e> {
     }
 
     /// The request's concurrency permits (per process: the engine's own
-    /// store), or the 429 when one is full.
-    pub(crate) fn permits(&self, now_unix: Nanos) -> Result<[Option<KeyedPermit<'e>>; 2], Denial> {
+    /// store), or `(in use, max)` of the one that is full.
+    pub(crate) fn permits(&self) -> Result<[Option<KeyedPermit<'e>>; 2], (u32, u32)> {
         let who = self.who.as_who();
         let mut permits = [None, None];
         for (slot, limit) in self.combo.concurrency.into_iter().enumerate() {
             let Some((id, max)) = limit else { continue };
             match self.engine.stores.sem.try_acquire(&(who, id), max, 1) {
                 Ok(p) => permits[slot] = Some(p),
-                Err(refused) => {
-                    let (current, max) = match refused {
-                        ConcurrencyRefused::Full { in_use, max } => (in_use, max),
-                        _ => (max, max),
-                    };
-                    return Err(self.engine.deny_concurrency(
-                        current,
-                        max,
-                        None,
-                        self.engine_now(now_unix),
-                    ));
-                }
+                Err(ConcurrencyRefused::Full { in_use, max }) => return Err((in_use, max)),
+                Err(_) => return Err((max, max)),
             }
         }
         Ok(permits)
+    }
+
+    /// The 429 of a full concurrency limit (`in use`, `max`), with the
+    /// binding rate window as it stands: `standing` per engine member, the
+    /// members' states after this request's units went back (as the
+    /// in-process engine reports it, S4E: "Every API response includes rate
+    /// limit headers").
+    pub(crate) fn denied_concurrency(
+        &self,
+        (current, max): (u32, u32),
+        standing: &[Decision],
+        now_unix: Nanos,
+    ) -> Denial {
+        let window = self.engine.info(&self.combo.members, standing, self.factor);
+        self.engine
+            .deny_concurrency(current, max, window, self.engine_now(now_unix))
     }
 }
