@@ -300,6 +300,15 @@ impl<M: Members> Limiter for All<M> {
         }
         self.peek(now)
     }
+    /// Refunds every member what its share of the charge still weighs.
+    fn refund_since(&self, charged_at: Nanos, now: Nanos, cost: u32) -> Snapshot {
+        for i in 0..self.0.count() {
+            if let Some(m) = self.0.member(i) {
+                let _ = m.refund_since(charged_at, now, cost);
+            }
+        }
+        self.peek(now)
+    }
     fn undo(&self, now: Nanos, cost: u32) {
         for i in 0..self.0.count() {
             if let Some(m) = self.0.member(i) {

@@ -235,6 +235,52 @@ pub fn refunded(quota: &Quota, tat: u64, now: Nanos, cost: u32) -> Option<u64> {
     Some(if new_tat > now { new_tat } else { now })
 }
 
+/// The TAT after refunding `cost` units charged at `charged_at`, as of
+/// `now` (`None`: nothing to change): only what the charge still weighs.
+///
+/// The charge moved the TAT `cost × T` forward; the limiter has since
+/// regenerated `now − charged_at` of it at most, so at least `cost × T −
+/// (now − charged_at)` of the charge is still in the TAT (all of it if the
+/// limiter was never full in between, less if it was). The TAT moves back by
+/// that much, never below `now`: a late refund can never admit beyond the
+/// bound, where [`refunded`] at `now` would give back units time already
+/// returned. A `charged_at` after `now` (a clock stepping back) counts as no
+/// time elapsed.
+///
+/// ```
+/// use core::num::NonZeroU32;
+/// use tollgate_core::{gcra, Nanos, Quota};
+///
+/// let q = Quota::per_second(NonZeroU32::new(1).unwrap()); // T = 1 s
+/// let t0 = Nanos::ZERO;
+/// let (_, tat) = gcra::decide(&q, 0, t0, 1); // TAT = 1 s
+/// let tat = tat.unwrap();
+/// // Given back at once: the whole second.
+/// assert_eq!(gcra::refunded_since(&q, tat, t0, t0, 1), Some(0));
+/// // 0.4 s later: only the 0.6 s the charge still weighs.
+/// let later = Nanos::from_millis(400);
+/// assert_eq!(gcra::refunded_since(&q, tat, t0, later, 1), Some(400_000_000));
+/// // A second later the limiter has refilled on its own: nothing owed.
+/// assert_eq!(gcra::refunded_since(&q, tat, t0, Nanos::from_secs(1), 1), None);
+/// ```
+#[inline]
+pub fn refunded_since(
+    quota: &Quota,
+    tat: u64,
+    charged_at: Nanos,
+    now: Nanos,
+    cost: u32,
+) -> Option<u64> {
+    let elapsed = now.as_u64().saturating_sub(charged_at.as_u64());
+    let weight = (cost as u64).saturating_mul(quota.emission_raw());
+    let owed = weight.saturating_sub(elapsed);
+    let now = now.as_u64();
+    if owed == 0 || tat <= now {
+        return None;
+    }
+    Some(tat.saturating_sub(owed).max(now))
+}
+
 /// A lock-free GCRA rate limiter: one `AtomicU64` plus its [`Quota`].
 ///
 /// `const fn new`, so it can live in a `static` (firmware, global limits).
@@ -424,7 +470,8 @@ impl Gcra {
     /// `304 Not Modified` consumes no token). Never moves the limiter past a
     /// fresh state. Returns the state after the refund. Refund promptly: a
     /// refund made after the bucket has refilled gives back a unit time
-    /// already returned (see [`Limiter::refund`](crate::Limiter::refund)).
+    /// already returned (see [`Limiter::refund`](crate::Limiter::refund));
+    /// [`Gcra::refund_since`] gives back only what the charge still weighs.
     ///
     /// ```
     /// use core::num::NonZeroU32;
@@ -439,10 +486,42 @@ impl Gcra {
     /// assert_eq!(gcra.refund(now, 1_000).remaining, 2); // capped at fresh
     /// ```
     pub fn refund(&self, now: Nanos, cost: u32) -> Snapshot {
+        self.give_back(now, |tat| refunded(&self.quota, tat, now, cost))
+    }
+
+    /// Gives back `cost` units admitted at `charged_at`, as of `now`: only
+    /// what the charge still weighs (see [`refunded_since`]), so a refund
+    /// that comes late — after the limiter refilled on its own — can never
+    /// admit beyond the bound. Made at `charged_at`, it is [`Gcra::refund`].
+    ///
+    /// ```
+    /// use core::num::NonZeroU32;
+    /// use tollgate_core::{Gcra, Nanos, Quota};
+    ///
+    /// let gcra = Gcra::new(Quota::per_second(NonZeroU32::new(1).unwrap()));
+    /// let t0 = Nanos::ZERO;
+    /// assert!(gcra.check(t0).is_allowed());
+    /// // One second later the limiter is full again and admits one...
+    /// let t1 = Nanos::from_secs(1);
+    /// assert!(gcra.check(t1).is_allowed());
+    /// // ...so the first request's late refund has nothing left to give:
+    /// // `refund(t1, 1)` would have admitted a second request at t1.
+    /// assert_eq!(gcra.refund_since(t0, t1, 1).remaining, 0);
+    /// assert!(!gcra.check(t1).is_allowed());
+    /// ```
+    pub fn refund_since(&self, charged_at: Nanos, now: Nanos, cost: u32) -> Snapshot {
+        self.give_back(now, |tat| {
+            refunded_since(&self.quota, tat, charged_at, now, cost)
+        })
+    }
+
+    /// Replaces the TAT with `new(tat)` until the exchange lands (`None`:
+    /// nothing to change); the state at `now` after.
+    fn give_back(&self, now: Nanos, new: impl Fn(u64) -> Option<u64>) -> Snapshot {
         // Relaxed: see "Memory ordering" on the type.
         let mut tat = self.tat.load(Ordering::Relaxed);
         loop {
-            let Some(new_tat) = refunded(&self.quota, tat, now, cost) else {
+            let Some(new_tat) = new(tat) else {
                 return snapshot(&self.quota, tat, now);
             };
             // Relaxed: as in `check_n`.

@@ -72,9 +72,45 @@ pub trait Limiter {
     /// regenerated meanwhile (its window rolled over, or the bucket refilled
     /// and was spent again), it gives back units that time already returned,
     /// and the limiter can admit more than its bound. Refund promptly, or
-    /// pass only what the charge still weighs; the std crate's keyed store
-    /// and policy engine do that for you (`KeyedLimiter::refund_since`).
+    /// pass only what the charge still weighs: [`Limiter::refund_since`]
+    /// does (as do the std crate's keyed store and policy engine,
+    /// `KeyedLimiter::refund_since`).
     fn refund(&self, now: Nanos, cost: u32) -> Snapshot;
+
+    /// Gives back `cost` units admitted at `charged_at`, as of `now`: only
+    /// what the charge still weighs, so a late refund never lets more
+    /// through than the algorithm's bound. Returns the state after.
+    ///
+    /// [`Gcra`](crate::Gcra) gives back `cost × T` less the time since the
+    /// charge; [`FixedWindow`](crate::FixedWindow) and
+    /// [`SlidingWindow`](crate::SlidingWindow) give the units back while
+    /// `now` is in the window of the charge, nothing after. The default,
+    /// kept by [`TokenBucket`](crate::TokenBucket) and
+    /// [`SlidingLog`](crate::SlidingLog), is [`Limiter::refund`] when
+    /// `charged_at == now` and nothing otherwise: never more than owed,
+    /// possibly less.
+    ///
+    /// ```
+    /// use core::num::NonZeroU32;
+    /// use tollgate_core::{Gcra, Limiter, Nanos, Quota};
+    ///
+    /// fn late_refund<L: Limiter>(l: &L) -> bool {
+    ///     let (t0, t1) = (Nanos::ZERO, Nanos::from_secs(1));
+    ///     assert!(l.check(t0).is_allowed());
+    ///     assert!(l.check(t1).is_allowed()); // refilled: spent again
+    ///     let _ = l.refund_since(t0, t1, 1); // owes nothing any more
+    ///     l.check(t1).is_allowed()
+    /// }
+    /// let g = Gcra::new(Quota::per_second(NonZeroU32::new(1).unwrap()));
+    /// assert!(!late_refund(&g)); // one per second, late refund or not
+    /// ```
+    fn refund_since(&self, charged_at: Nanos, now: Nanos, cost: u32) -> Snapshot {
+        if charged_at == now {
+            self.refund(now, cost)
+        } else {
+            self.peek(now)
+        }
+    }
 
     /// Undoes an admission of `cost` that *this caller* made at exactly
     /// `now` and that turned out not to be wanted (a composite rolling back
@@ -104,6 +140,10 @@ impl<L: Limiter + ?Sized> Limiter for &L {
         (**self).refund(now, cost)
     }
     #[inline]
+    fn refund_since(&self, charged_at: Nanos, now: Nanos, cost: u32) -> Snapshot {
+        (**self).refund_since(charged_at, now, cost)
+    }
+    #[inline]
     fn undo(&self, now: Nanos, cost: u32) {
         (**self).undo(now, cost)
     }
@@ -125,6 +165,10 @@ impl Limiter for crate::Gcra {
     #[inline]
     fn refund(&self, now: Nanos, cost: u32) -> Snapshot {
         crate::Gcra::refund(self, now, cost)
+    }
+    #[inline]
+    fn refund_since(&self, charged_at: Nanos, now: Nanos, cost: u32) -> Snapshot {
+        crate::Gcra::refund_since(self, charged_at, now, cost)
     }
     #[inline]
     fn probe(&self, now: Nanos, cost: u32) -> Decision {

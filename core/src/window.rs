@@ -531,6 +531,37 @@ impl FixedRule {
         })
     }
 
+    /// `state` after giving back `cost` units charged at `charged_at`, as
+    /// of `now` (`None`: nothing to give back): [`refunded`](Self::refunded)
+    /// while `now` is in the window of the charge; nothing once that window
+    /// is over — the charge counted in a window that has ended, and taking a
+    /// unit off the new one would let it admit one more than its limit.
+    ///
+    /// ```
+    /// use core::num::NonZeroU32;
+    /// use tollgate_core::window::{pack_fixed, FixedRule};
+    /// use tollgate_core::Nanos;
+    ///
+    /// let rule = FixedRule::new(NonZeroU32::new(5).unwrap(), Nanos::new(100), Nanos::ZERO).unwrap();
+    /// let (t0, later) = (Nanos::new(210), Nanos::new(290));
+    /// assert_eq!(rule.refunded_since(pack_fixed(2, 3), t0, later, 1), Some(pack_fixed(2, 2)));
+    /// // The charge's window is over: the next window's count is not its.
+    /// assert_eq!(rule.refunded_since(pack_fixed(3, 3), t0, Nanos::new(310), 1), None);
+    /// ```
+    pub fn refunded_since(
+        &self,
+        state: u64,
+        charged_at: Nanos,
+        now: Nanos,
+        cost: u32,
+    ) -> Option<u64> {
+        if self.locate(charged_at).0 == self.locate(now).0 {
+            self.refunded(state, now, cost)
+        } else {
+            None
+        }
+    }
+
     /// Whether `state` decides exactly like the fresh state `0` at `now`:
     /// nothing is counted in now's window, and no later window is stored.
     ///
@@ -840,6 +871,31 @@ impl FixedWindow {
             (self.rule.snapshot(new.unwrap_or(s), now), new)
         })
     }
+
+    /// Gives back `cost` units admitted at `charged_at`, as of `now`: while
+    /// `now` is in the window of the charge, as [`refund`](Self::refund);
+    /// nothing once it is over (see [`FixedRule::refunded_since`]), so a
+    /// late refund never lets a later window admit more than its limit.
+    ///
+    /// ```
+    /// use core::num::NonZeroU32;
+    /// use tollgate_core::{FixedWindow, Nanos};
+    ///
+    /// let w = FixedWindow::new(NonZeroU32::new(1).unwrap(), Nanos::from_secs(60), Nanos::ZERO).unwrap();
+    /// let t0 = Nanos::from_secs(59);
+    /// assert!(w.check(t0).is_allowed());
+    /// let t1 = Nanos::from_secs(61); // the next minute: its one unit is spent
+    /// assert!(w.check(t1).is_allowed());
+    /// // The first minute's request refunded late: the new minute keeps its count.
+    /// assert_eq!(w.refund_since(t0, t1, 1).remaining, 0);
+    /// assert!(!w.check(t1).is_allowed());
+    /// ```
+    pub fn refund_since(&self, charged_at: Nanos, now: Nanos, cost: u32) -> Snapshot {
+        cas_loop(&self.state, |s| {
+            let new = self.rule.refunded_since(s, charged_at, now, cost);
+            (self.rule.snapshot(new.unwrap_or(s), now), new)
+        })
+    }
 }
 
 impl Limiter for FixedWindow {
@@ -854,6 +910,10 @@ impl Limiter for FixedWindow {
     #[inline]
     fn refund(&self, now: Nanos, cost: u32) -> Snapshot {
         FixedWindow::refund(self, now, cost)
+    }
+    #[inline]
+    fn refund_since(&self, charged_at: Nanos, now: Nanos, cost: u32) -> Snapshot {
+        FixedWindow::refund_since(self, charged_at, now, cost)
     }
     #[inline]
     fn probe(&self, now: Nanos, cost: u32) -> Decision {
@@ -1333,6 +1393,36 @@ impl SlidingRule {
         })
     }
 
+    /// `state` after giving back `cost` units charged at `charged_at`, as
+    /// of `now` (`None`: nothing to give back): [`refunded`](Self::refunded)
+    /// while `now` is in the window of the charge; nothing later (the charge
+    /// may still weigh as the previous window's count, but giving it back
+    /// there is left out: stricter, never looser).
+    ///
+    /// ```
+    /// use core::num::NonZeroU32;
+    /// use tollgate_core::window::{pack_sliding, SlidingRule};
+    /// use tollgate_core::Nanos;
+    ///
+    /// let rule = SlidingRule::new(NonZeroU32::new(10).unwrap(), Nanos::new(100)).unwrap();
+    /// let t0 = Nanos::new(110);
+    /// assert_eq!(rule.refunded_since(pack_sliding(1, 4, 3), t0, Nanos::new(150), 2), Some(pack_sliding(1, 4, 1)));
+    /// assert_eq!(rule.refunded_since(pack_sliding(2, 3, 1), t0, Nanos::new(250), 2), None);
+    /// ```
+    pub fn refunded_since(
+        &self,
+        state: u64,
+        charged_at: Nanos,
+        now: Nanos,
+        cost: u32,
+    ) -> Option<u64> {
+        if charged_at.as_u64() / self.window == now.as_u64() / self.window {
+            self.refunded(state, now, cost)
+        } else {
+            None
+        }
+    }
+
     /// Whether `state` decides exactly like the fresh state `0` at `now`:
     /// neither window it covers holds anything, and no later window is
     /// stored.
@@ -1670,6 +1760,30 @@ impl SlidingWindow {
             (self.rule.snapshot(new.unwrap_or(s), now), new)
         })
     }
+
+    /// Gives back `cost` units admitted at `charged_at`, as of `now`: while
+    /// `now` is in the window of the charge, as [`refund`](Self::refund);
+    /// nothing later (see [`SlidingRule::refunded_since`]).
+    ///
+    /// ```
+    /// use core::num::NonZeroU32;
+    /// use tollgate_core::{Nanos, SlidingWindow};
+    ///
+    /// let w = SlidingWindow::new(NonZeroU32::new(2).unwrap(), Nanos::from_secs(1)).unwrap();
+    /// let t0 = Nanos::from_millis(100);
+    /// let _ = w.check_n(t0, 2);
+    /// // Refunded within the same window: given back.
+    /// assert_eq!(w.refund_since(t0, Nanos::from_millis(900), 1).remaining, 1);
+    /// // Refunded after the window rolled over: nothing.
+    /// let late = Nanos::from_millis(1_100);
+    /// assert_eq!(w.refund_since(t0, late, 1), w.peek(late));
+    /// ```
+    pub fn refund_since(&self, charged_at: Nanos, now: Nanos, cost: u32) -> Snapshot {
+        cas_loop(&self.state, |s| {
+            let new = self.rule.refunded_since(s, charged_at, now, cost);
+            (self.rule.snapshot(new.unwrap_or(s), now), new)
+        })
+    }
 }
 
 impl Limiter for SlidingWindow {
@@ -1684,6 +1798,10 @@ impl Limiter for SlidingWindow {
     #[inline]
     fn refund(&self, now: Nanos, cost: u32) -> Snapshot {
         SlidingWindow::refund(self, now, cost)
+    }
+    #[inline]
+    fn refund_since(&self, charged_at: Nanos, now: Nanos, cost: u32) -> Snapshot {
+        SlidingWindow::refund_since(self, charged_at, now, cost)
     }
     #[inline]
     fn probe(&self, now: Nanos, cost: u32) -> Decision {

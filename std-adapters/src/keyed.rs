@@ -288,14 +288,7 @@ impl KeyedAlgorithm for KeyedGcra {
         now: Nanos,
         cost: u32,
     ) -> Option<u64> {
-        let elapsed = now.as_u64().saturating_sub(charged_at.as_u64());
-        let weight = u64::from(cost).saturating_mul(quota.emission_interval().as_u64());
-        let owed = weight.saturating_sub(elapsed);
-        let now = now.as_u64();
-        if owed == 0 || state <= now {
-            return None;
-        }
-        Some(state.saturating_sub(owed).max(now))
+        gcra::refunded_since(quota, state, charged_at, now, cost)
     }
 }
 

@@ -78,14 +78,9 @@ impl KeyedAlgorithm for KeyedFixedWindow {
         now: Nanos,
         cost: u32,
     ) -> Option<u64> {
-        let (w, off) = (
-            u128::from(self.rule.window().as_u64()),
-            u128::from(self.rule.offset().as_u64()),
-        );
-        let index = |t: Nanos| (u128::from(t.as_u64()) + off) / w;
-        (index(charged_at) == index(now))
-            .then(|| self.refunded(limit, state, now, cost))
-            .flatten()
+        self.rule
+            .with_limit(*limit)
+            .refunded_since(state, charged_at, now, cost)
     }
 }
 
@@ -169,9 +164,8 @@ impl KeyedAlgorithm for KeyedSlidingWindow {
         now: Nanos,
         cost: u32,
     ) -> Option<u64> {
-        let w = self.rule.window().as_u64();
-        (charged_at.as_u64() / w == now.as_u64() / w)
-            .then(|| self.refunded(limit, state, now, cost))
-            .flatten()
+        self.rule
+            .with_limit_clamped(*limit)
+            .refunded_since(state, charged_at, now, cost)
     }
 }
