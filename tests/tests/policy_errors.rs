@@ -606,3 +606,28 @@ fn a_capacity_of_zero_is_refused_at_its_value() {
     check(&e, 1, &["at least 1"]);
     assert_eq!(e.field, "capacity", "{e}");
 }
+
+/// Found by review: `ietf = true` (and `window_name`, `warning_at`) were
+/// silently ignored with `headers = "none"`; each is now refused at its
+/// line, and `ietf = false` there is harmless.
+#[test]
+fn header_options_without_headers_are_refused() {
+    for (line, option) in [
+        ("ietf = true", "ietf"),
+        ("window_name = \"sliding_60s\"", "window_name"),
+        ("warning_at = 80", "warning_at"),
+    ] {
+        let src = format!(
+            "name = \"x\"\n[response]\nheaders = \"none\"\n{line}\nbody = \"s4e\"\n[plans.free]\n"
+        );
+        let e = Engine::from_toml(&src, Nanos::ZERO).unwrap_err();
+        assert_eq!(e.field, format!("response.{option}"), "{e}");
+        check(&e, 4, &["x-ratelimit"]);
+    }
+    let src = "name = \"x\"\n[response]\nheaders = \"none\"\nietf = false\nbody = \"s4e\"\n[plans.free]\n";
+    assert!(Engine::from_toml(src, Nanos::ZERO).is_ok());
+    // With headers, all three load.
+    let src = "name = \"x\"\n[response]\nheaders = \"x-ratelimit\"\nietf = true\n\
+               window_name = \"w\"\nwarning_at = 80\nbody = \"s4e\"\n[plans.free]\n";
+    assert!(Engine::from_toml(src, Nanos::ZERO).is_ok());
+}

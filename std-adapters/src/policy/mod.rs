@@ -1055,12 +1055,41 @@ impl Engine {
             }
         }
 
-        let header_style = match file.response.headers {
-            HeadersSpec::None => HeaderStyle::none(),
+        let response = &file.response;
+        let header_style = match response.headers {
+            HeadersSpec::None => {
+                // Header options with no headers to go in: refused rather
+                // than silently ignored.
+                let given = [
+                    response
+                        .window_name
+                        .as_ref()
+                        .map(|w| ("window_name", w.span())),
+                    response
+                        .warning_at
+                        .as_ref()
+                        .map(|w| ("warning_at", w.span())),
+                    response
+                        .ietf
+                        .as_ref()
+                        .filter(|i| *i.get_ref())
+                        .map(|i| ("ietf", i.span())),
+                ];
+                if let Some((field, span)) = given.into_iter().flatten().next() {
+                    return Err(c.err(
+                        span,
+                        &format!("response.{field}"),
+                        "only with headers = \"x-ratelimit\" (headers = \"none\" sends no \
+                         rate-limit headers)"
+                            .into(),
+                    ));
+                }
+                HeaderStyle::none()
+            }
             HeadersSpec::XRatelimit => {
                 let mut h = HeaderStyle::x_ratelimit();
-                if let Some(w) = &file.response.window_name {
-                    h = h.with_window_name(w);
+                if let Some(w) = &response.window_name {
+                    h = h.with_window_name(w.get_ref());
                 }
                 if let Some(p) = &file.response.warning_at {
                     if *p.get_ref() == 0 || *p.get_ref() > 100 {
@@ -1072,7 +1101,7 @@ impl Engine {
                     }
                     h = h.with_warning_at(*p.get_ref());
                 }
-                if file.response.ietf {
+                if response.ietf.as_ref().is_some_and(|i| *i.get_ref()) {
                     h = h.with_ietf(&file.name);
                 }
                 h

@@ -112,13 +112,15 @@ pub struct AnonymousSpec {
 pub struct ResponseSpec {
     /// `"x-ratelimit"` (Limit/Remaining/Reset + Retry-After) or `"none"`.
     pub headers: HeadersSpec,
-    /// `X-RateLimit-Window` value (CyberVault: `sliding_60s`).
-    pub window_name: Option<String>,
-    /// Send `Warning` once this percentage of the quota is used.
+    /// `X-RateLimit-Window` value (CyberVault: `sliding_60s`). Only with
+    /// `headers = "x-ratelimit"`.
+    pub window_name: Option<Spanned<String>>,
+    /// Send `Warning` once this percentage of the quota is used. Only with
+    /// `headers = "x-ratelimit"`.
     pub warning_at: Option<Spanned<u8>>,
-    /// Add the IETF `RateLimit-Policy` / `RateLimit` fields.
-    #[serde(default)]
-    pub ietf: bool,
+    /// Add the IETF `RateLimit-Policy` / `RateLimit` fields (default
+    /// `false`). Only with `headers = "x-ratelimit"`.
+    pub ietf: Option<Spanned<bool>>,
     /// Whose 429 body to send.
     pub body: BodyStyle,
 }
