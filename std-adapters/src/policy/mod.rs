@@ -226,6 +226,23 @@ pub fn client_block(ip: IpAddr, prefix: u8) -> IpAddr {
     }
 }
 
+/// `path` with its empty segments dropped (`None`: it has none): repeated
+/// slashes merged and a trailing slash removed, `/` kept as is.
+fn normalized_path(path: &str) -> Option<String> {
+    let odd = path.contains("//") || (path.len() > 1 && path.ends_with('/'));
+    odd.then(|| {
+        let mut out = String::with_capacity(path.len());
+        for seg in path.split('/').filter(|s| !s.is_empty()) {
+            out.push('/');
+            out.push_str(seg);
+        }
+        if out.is_empty() {
+            out.push('/');
+        }
+        out
+    })
+}
+
 /// Whose budget a member is kept under.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Who<'a> {
@@ -1248,9 +1265,20 @@ impl Engine {
     /// The endpoint rule `req` matches: rules of one method never overlap,
     /// so at most one for its own method; a HEAD without a rule of its own
     /// takes the GET rule (see `model::request_methods`).
+    ///
+    /// A path that matches no rule as written is tried once more with empty
+    /// segments dropped (`//api//scans/` as `/api/scans`): routers that
+    /// merge slashes or ignore a trailing one run the endpoint's handler
+    /// for those spellings, so its limit must apply to them too. Only for
+    /// limits: an exemption matches the path as written (stricter).
     fn endpoint(&self, req: &Request<'_>) -> Option<usize> {
         let path = req.path.split_once('?').map_or(req.path, |(p, _)| p);
-        request_methods(req.method).find_map(|method| {
+        self.endpoint_at(req.method, path)
+            .or_else(|| self.endpoint_at(req.method, &normalized_path(path)?))
+    }
+
+    fn endpoint_at(&self, method: &str, path: &str) -> Option<usize> {
+        request_methods(method).find_map(|method| {
             let exact = self.exact.get(path).and_then(|v| {
                 v.iter()
                     .find(|(m, _)| methods_overlap(m, method))

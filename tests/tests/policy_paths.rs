@@ -1,0 +1,68 @@
+//! Which endpoint rule a path selects when it is spelled with extra
+//! slashes (found by review: `/findings/` or `//findings` matched no rule,
+//! so on a router that merges slashes or ignores a trailing one — many do,
+//! or run behind a normalising proxy — the endpoint's handler ran past its
+//! limit). A path that matches no rule as written is matched again with its
+//! empty segments dropped; exemptions match the path as written only.
+
+use tollgate::Nanos;
+use tollgate::policy::{Engine, Outcome, Request};
+
+const POLICY: &str = include_str!("../fixtures/methods.toml");
+
+fn engine() -> Engine {
+    Engine::from_toml(POLICY, Nanos::ZERO).expect("policy loads")
+}
+
+fn outcome<'e>(e: &'e Engine, method: &str, path: &str) -> Outcome<'e> {
+    let r = Request::new(method, path).key("k1").plan("standard");
+    e.check(&r, Nanos::from_secs(1)).unwrap()
+}
+
+fn allowed(o: &Outcome<'_>) -> bool {
+    matches!(o, Outcome::Allowed(_) | Outcome::Exempt)
+}
+
+#[test]
+fn extra_slashes_count_against_the_endpoint_limit() {
+    let e = engine();
+    // Two a minute on GET /findings, however the path is spelled.
+    assert!(allowed(&outcome(&e, "GET", "/findings/")));
+    assert!(allowed(&outcome(&e, "GET", "//findings?x=1")));
+    for spelled in ["/findings", "/findings/", "//findings//", "/findings//?q"] {
+        assert!(!allowed(&outcome(&e, "GET", spelled)), "{spelled}");
+    }
+}
+
+#[test]
+fn extra_slashes_in_a_patterned_path_count_too() {
+    let e = engine();
+    assert!(allowed(&outcome(&e, "GET", "/reports//7/")));
+    assert!(!allowed(&outcome(&e, "GET", "/reports/8")));
+    // The empty segment is dropped, not taken as an empty `{id}`: `/reports//`
+    // is `/reports`, which no rule names (the plan's limit only).
+    assert!(allowed(&outcome(&e, "GET", "/reports//")));
+}
+
+#[test]
+fn other_paths_are_not_pulled_in() {
+    let e = engine();
+    for _ in 0..2 {
+        assert!(allowed(&outcome(&e, "GET", "/findings")));
+    }
+    // Neighbours of the endpoint keep the plan's limit only.
+    for path in ["/findings/x", "/findingsx", "/x/findings", "/"] {
+        assert!(allowed(&outcome(&e, "GET", path)), "{path}");
+    }
+}
+
+#[test]
+fn exemptions_match_the_path_as_written() {
+    let e = engine();
+    assert!(matches!(outcome(&e, "GET", "/health"), Outcome::Exempt));
+    // Not exempt (stricter): counted under the plan's limit.
+    assert!(matches!(
+        outcome(&e, "GET", "/health/"),
+        Outcome::Allowed(_)
+    ));
+}
