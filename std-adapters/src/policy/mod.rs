@@ -1370,16 +1370,25 @@ impl Engine {
             remaining: u32::MAX,
             reset_after: Nanos::ZERO,
         };
-        let mut decisions = [untouched; MAX_MEMBERS];
-        // Phase 1: probe everything read-only.
+        // Every member's read-only decision for its units (`charge`) or for
+        // none (its standing); skipped members stay `untouched`.
+        let probe = |charge: bool| {
+            let mut out = [untouched; MAX_MEMBERS];
+            for (i, m) in members.iter().enumerate() {
+                let Some((w, f)) = subject(m) else { continue };
+                let units = if charge { m.units } else { 0 };
+                out[i] = self.apply(&self.rules[m.rule], w, units, f, now, Op::Probe);
+            }
+            out
+        };
+        // Phase 1: probe everything read-only; the refusal with the longest
+        // wait binds (the first of equal ones).
+        let mut decisions = probe(true);
         let mut worst: Option<(usize, Decision)> = None;
-        for (i, m) in members.iter().enumerate() {
-            let Some((w, f)) = subject(m) else { continue };
-            let d = self.apply(&self.rules[m.rule], w, m.units, f, now, Op::Probe);
+        for (i, &d) in decisions.iter().enumerate().take(members.len()) {
             if !d.is_allowed() && worst.is_none_or(|(_, wd)| wait(&d) > wait(&wd)) {
                 worst = Some((i, d));
             }
-            decisions[i] = d;
         }
         if let Some((i, d)) = worst {
             return Err(self.deny_rate(members, &decisions, (factor, pool_factor), i, d, now));
@@ -1409,12 +1418,7 @@ impl Engine {
                     };
                     // The binding window as it stands, this request refunded
                     // (read-only: a cost-0 probe of each member).
-                    let mut standing = [untouched; MAX_MEMBERS];
-                    for (i, m) in members.iter().enumerate() {
-                        let Some((w, f)) = subject(m) else { continue };
-                        standing[i] = self.apply(&self.rules[m.rule], w, 0, f, now, Op::Probe);
-                    }
-                    let window = self.info(members, &standing, factor);
+                    let window = self.info(members, &probe(false), factor);
                     return Err(self.deny_concurrency(current, max, window, now));
                 }
             }
