@@ -78,3 +78,36 @@ fn boosts_carry_over_and_errors_leave_the_old_engine_working() {
     let r = Request::new("GET", "/api/assets").key("k").plan("standard");
     assert!(old.check(&r, Nanos::ZERO).unwrap().is_allowed());
 }
+
+/// Found by review: renaming an endpoint's path parameter (`{id}` to
+/// `{scan_id}`) gave its limits fresh state on reload — a free reset of
+/// every caller's budget for that endpoint.
+#[test]
+fn renaming_a_path_parameter_keeps_the_endpoints_counts() {
+    let src = "name = \"x\"\n[response]\nheaders = \"x-ratelimit\"\nbody = \"s4e\"\n\
+               [plans.free]\nlimits = [{ per = \"minute\", limit = 100 }]\n\
+               [[endpoints]]\nmethod = \"POST\"\npath = \"/scans/{id}/results\"\n\
+               limits = [{ per = \"minute\", limit = 2 }]\n";
+    let old = Engine::from_toml(src, Nanos::ZERO).unwrap();
+    let r = Request::new("POST", "/scans/7/results")
+        .key("k")
+        .plan("free");
+    for _ in 0..2 {
+        assert!(old.check(&r, Nanos::ZERO).unwrap().is_allowed());
+    }
+    let renamed = src
+        .replace("{id}", "{scan_id}")
+        .replace("\"POST\"", "\"post\"");
+    let new = old.reload(&renamed).unwrap();
+    assert!(matches!(
+        new.check(&r, Nanos::ZERO).unwrap(),
+        Outcome::Denied(_)
+    ));
+    // A different path is a different endpoint: fresh.
+    let moved = src.replace("/results", "/report");
+    let new = old.reload(&moved).unwrap();
+    let r = Request::new("POST", "/scans/7/report")
+        .key("k")
+        .plan("free");
+    assert!(new.check(&r, Nanos::ZERO).unwrap().is_allowed());
+}

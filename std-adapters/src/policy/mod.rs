@@ -61,7 +61,7 @@ pub(crate) mod external;
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::{BuildHasher, Hash};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -527,11 +527,37 @@ impl fmt::Debug for Engine {
     }
 }
 
-/// A stable 64-bit id of `v` (the same in every process of a build).
-fn stable_id(v: &impl Hash) -> u64 {
-    let mut h = std::hash::DefaultHasher::new();
-    v.hash(&mut h);
-    h.finish()
+/// A 64-bit id of `text` that every process computes alike, whatever
+/// compiler built it: FNV-1a. Rule ids are part of the Redis keys, so the
+/// processes of a fleet — built by different toolchains during a rolling
+/// upgrade — must agree on them (`std`'s `DefaultHasher` promises no such
+/// thing across releases); they also decide which limits keep their state
+/// across a reload.
+fn stable_id(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// Where an endpoint's rules are written, for their ids: the method in
+/// upper case and the path with each `{name}` as `{}`, so renaming a path
+/// parameter (or the method's case) keeps the rules' state across a reload.
+fn endpoint_location(method: &str, path: &str) -> String {
+    let path: Vec<&str> = path
+        .split('/')
+        .map(|s| {
+            if s.starts_with('{') && s.ends_with('}') && s.len() > 2 {
+                "{}"
+            } else {
+                s
+            }
+        })
+        .collect();
+    format!(
+        "endpoint {} {}",
+        method.to_ascii_uppercase(),
+        path.join("/")
+    )
 }
 
 /// Compiles limit specs into rules, remembering where each came from.
@@ -660,19 +686,19 @@ impl Compiler<'_> {
         };
         let mut out = Vec::with_capacity(2);
         let mut push = |c: &mut Self, store: Store, burst: Option<NonZeroU32>, visible: bool| {
-            let what = (
-                location,
-                &spec.class,
+            // Every field that changes what the rule counts (Debug forms:
+            // the names written in policies).
+            let what = format!(
+                "{location}\u{1f}{:?}\u{1f}{:?}\u{1f}{:?}\u{1f}{limit}\u{1f}{:?}\u{1f}{visible}",
+                spec.class,
                 spec.per,
                 algorithm,
-                limit,
-                burst,
-                visible,
+                burst.map(NonZeroU32::get),
             );
             let mut id = stable_id(&what);
             // The same limit written twice at one place: its own state.
             while c.rules.iter().any(|r| r.id == id) {
-                id = stable_id(&(id, "again"));
+                id = stable_id(&format!("{id:016x} again"));
             }
             c.rules.push(Rule {
                 quota: quota_of(spec.per, limit, burst),
@@ -934,7 +960,7 @@ impl Engine {
                     v
                 }
             };
-            let location = format!("endpoint {} {}", e.method.get_ref(), e.path.get_ref());
+            let location = endpoint_location(e.method.get_ref(), e.path.get_ref());
             let mut limits = Vec::new();
             for (j, l) in e.limits.iter().enumerate() {
                 limits.extend(c.rules(l, &format!("{field}.limits[{j}]"), &location)?);
@@ -2093,4 +2119,31 @@ fn toml_key_path(e: &toml::de::Error) -> Option<String> {
         .rev()
         .find_map(|l| l.strip_prefix("in `")?.strip_suffix('`'))?;
     (!path.is_empty()).then(|| path.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stable_ids_are_fnv1a_whatever_the_build() {
+        // The published FNV-1a 64 test vectors: a different algorithm (or
+        // std's DefaultHasher) would move every Redis key of a fleet.
+        assert_eq!(stable_id(""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(stable_id("a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(stable_id("foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn endpoint_locations_ignore_parameter_names_and_method_case() {
+        assert_eq!(
+            endpoint_location("post", "/scans/{id}/results"),
+            endpoint_location("POST", "/scans/{scan_id}/results")
+        );
+        assert_eq!(endpoint_location("GET", "/a/{x}/*"), "endpoint GET /a/{}/*");
+        assert_ne!(
+            endpoint_location("GET", "/scans/{id}"),
+            endpoint_location("GET", "/scans/id")
+        );
+    }
 }
