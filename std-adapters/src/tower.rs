@@ -67,6 +67,21 @@
 //! Requests the engine cannot judge are answered, never a panic: no key and
 //! no anonymous plan → 401; a key the callback does not know → 401; a plan
 //! the policy does not have → 403 (bodies are JSON with a message).
+//!
+//! # CORS preflights
+//!
+//! Browsers send an `OPTIONS` preflight without credentials, so under a
+//! policy with no anonymous plan it would get the 401 above and the
+//! browser would never send the real request. Answer preflights before
+//! this layer — put `tower_http::cors::CorsLayer` *outside* it (added after
+//! it with `Router::layer`, so it runs first) — or exempt them in the
+//! policy:
+//!
+//! ```toml
+//! [[exempt]]
+//! method = "OPTIONS"
+//! path = "/*"
+//! ```
 
 mod body;
 mod client;

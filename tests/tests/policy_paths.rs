@@ -66,3 +66,24 @@ fn exemptions_match_the_path_as_written() {
         Outcome::Allowed(_)
     ));
 }
+
+/// The CORS recipe in the tower module's docs: an `OPTIONS` exemption on
+/// `/*` lets a preflight (no credentials) through uncounted, and nothing
+/// else.
+#[test]
+fn an_options_exemption_on_every_path_passes_keyless_preflights() {
+    let src = format!("{POLICY}\n[[exempt]]\nmethod = \"OPTIONS\"\npath = \"/*\"\n");
+    let e = Engine::from_toml(&src, Nanos::ZERO).unwrap();
+    for path in ["/findings", "/reports/7", "/"] {
+        let preflight = Request::new("OPTIONS", path);
+        assert!(matches!(
+            e.check(&preflight, Nanos::ZERO).unwrap(),
+            Outcome::Exempt
+        ));
+    }
+    // A keyless GET is still refused (no anonymous plan).
+    assert!(
+        e.check(&Request::new("GET", "/findings"), Nanos::ZERO)
+            .is_err()
+    );
+}
