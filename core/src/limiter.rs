@@ -84,11 +84,11 @@ pub trait Limiter {
     /// [`Gcra`](crate::Gcra) gives back `cost × T` less the time since the
     /// charge; [`FixedWindow`](crate::FixedWindow) and
     /// [`SlidingWindow`](crate::SlidingWindow) give the units back while
-    /// `now` is in the window of the charge, nothing after. The default,
-    /// kept by [`TokenBucket`](crate::TokenBucket) and
-    /// [`SlidingLog`](crate::SlidingLog), is [`Limiter::refund`] when
-    /// `charged_at == now` and nothing otherwise: never more than owed,
-    /// possibly less.
+    /// `now` is in the window of the charge, nothing after;
+    /// [`SlidingLog`](crate::SlidingLog) while the charge is still in its
+    /// window. The default, kept by [`TokenBucket`](crate::TokenBucket), is
+    /// [`Limiter::refund`] when `charged_at == now` and nothing otherwise:
+    /// never more than owed, possibly less.
     ///
     /// ```
     /// use core::num::NonZeroU32;

@@ -261,8 +261,10 @@ impl<const N: usize> SlidingLog<N> {
 
     /// Gives back up to `cost` units that are in the window at `now`, the
     /// ones that would leave it soonest first (that frees the least: a refund
-    /// can never let more through than if the refunded units had not been
-    /// admitted).
+    /// made while the refunded units are still in the window can never let
+    /// more through than if they had not been admitted). Made after they
+    /// left, it frees someone else's entries: use
+    /// [`refund_since`](Self::refund_since) when a refund may come late.
     ///
     /// ```
     /// use tollgate_core::{Nanos, SlidingLog};
@@ -275,6 +277,31 @@ impl<const N: usize> SlidingLog<N> {
     pub fn refund(&self, now: Nanos, cost: u32) -> Snapshot {
         let _ = self.slots.free_earliest(now.as_u64(), cost as usize);
         self.peek(now)
+    }
+
+    /// Gives back up to `cost` units admitted at `charged_at`, as of `now`:
+    /// while the charge is still in the window (`now − charged_at < W`), as
+    /// [`refund`](Self::refund) — the entries freed leave no later than the
+    /// charge's own, so no more is freed than the charge still holds;
+    /// nothing once it has left (a plain `refund` then would free someone
+    /// else's entry and let one more through).
+    ///
+    /// ```
+    /// use tollgate_core::{Nanos, SlidingLog};
+    ///
+    /// let log = SlidingLog::<1>::new(Nanos::from_secs(60)).unwrap();
+    /// let t0 = Nanos::ZERO;
+    /// assert!(log.check(t0).is_allowed());
+    /// let t1 = Nanos::from_secs(61); // the charge has left the window
+    /// assert!(log.check(t1).is_allowed());
+    /// assert_eq!(log.refund_since(t0, t1, 1).remaining, 0); // nothing owed
+    /// assert!(!log.check(t1).is_allowed());
+    /// ```
+    pub fn refund_since(&self, charged_at: Nanos, now: Nanos, cost: u32) -> Snapshot {
+        if now.as_u64().saturating_sub(charged_at.as_u64()) >= self.window {
+            return self.peek(now);
+        }
+        self.refund(now, cost)
     }
 
     /// Empties the log.
@@ -308,6 +335,10 @@ impl<const N: usize> Limiter for SlidingLog<N> {
     #[inline]
     fn refund(&self, now: Nanos, cost: u32) -> Snapshot {
         SlidingLog::refund(self, now, cost)
+    }
+    #[inline]
+    fn refund_since(&self, charged_at: Nanos, now: Nanos, cost: u32) -> Snapshot {
+        SlidingLog::refund_since(self, charged_at, now, cost)
     }
     #[inline]
     fn probe(&self, now: Nanos, cost: u32) -> Decision {

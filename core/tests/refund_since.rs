@@ -146,8 +146,7 @@ proptest! {
         per_window(&kept(&sliding, &ops), w, limit)?;
     }
 
-    /// The default (`refund` at the instant of the charge, else nothing):
-    /// the sliding log's exact bound in every `(t − W, t]`.
+    /// The sliding log's exact bound in every `(t − W, t]`.
     #[test]
     fn sliding_log_late_refunds_never_loosen_any_window(ops in ops(400, 1)) {
         let w = 1_000u64;
@@ -193,6 +192,11 @@ fn prompt_refunds_give_everything_back() {
     // Later: nothing (never more than owed; here less).
     assert!(tb.check(t0).is_allowed());
     assert_eq!(Limiter::refund_since(&tb, t0, t1, 1).remaining, 1);
+    // The sliding log, while the charge is in its window: given back.
+    let log = SlidingLog::<1>::new(Nanos::from_secs(60)).unwrap();
+    assert!(log.check(t0).is_allowed());
+    assert_eq!(Limiter::refund_since(&log, t0, t1, 1).remaining, 1);
+    assert!(log.check(t1).is_allowed());
 }
 
 /// `refund` at the refund's time is what a caller without `refund_since`
