@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::late_refunds::{gcra_bound, kept, ops, per_window};
+
 use std::num::NonZeroU32;
 
 use proptest::prelude::*;
@@ -16,102 +18,6 @@ use tollgate_core::{
 
 fn nz(n: u32) -> NonZeroU32 {
     NonZeroU32::new(n).unwrap()
-}
-
-#[derive(Clone, Debug)]
-enum Op {
-    /// Advance time by `dt` ns, then check `cost` units.
-    Check { dt: u64, cost: u32 },
-    /// Advance time by `dt` ns, then refund the `pick`-th admission still
-    /// outstanding (if any), charged at its own admission time.
-    Refund { dt: u64, pick: usize },
-}
-
-fn ops(max_dt: u64, max_cost: u32) -> impl Strategy<Value = Vec<Op>> {
-    prop::collection::vec(
-        prop_oneof![
-            3 => (0..max_dt, 1..=max_cost).prop_map(|(dt, cost)| Op::Check { dt, cost }),
-            2 => (0..max_dt, any::<usize>()).prop_map(|(dt, pick)| Op::Refund { dt, pick }),
-        ],
-        1..120,
-    )
-}
-
-/// Runs `ops` on `l` and returns the admissions not refunded, as (time,
-/// cost), in time order.
-fn kept<L: Limiter>(l: &L, ops: &[Op]) -> Vec<(u64, u32)> {
-    let mut now = 0u64;
-    let mut outstanding: Vec<(u64, u32)> = Vec::new();
-    let mut kept: Vec<(u64, u32, bool)> = Vec::new();
-    for op in ops {
-        match *op {
-            Op::Check { dt, cost } => {
-                now += dt;
-                if l.check_n(Nanos::new(now), cost).is_allowed() {
-                    outstanding.push((now, cost));
-                    kept.push((now, cost, true));
-                }
-            }
-            Op::Refund { dt, pick } => {
-                now += dt;
-                if outstanding.is_empty() {
-                    continue;
-                }
-                let (at, cost) = outstanding.remove(pick % outstanding.len());
-                let _ = l.refund_since(Nanos::new(at), Nanos::new(now), cost);
-                let k = kept
-                    .iter_mut()
-                    .find(|k| k.2 && k.0 == at && k.1 == cost)
-                    .expect("an admission");
-                k.2 = false;
-            }
-        }
-    }
-    kept.into_iter()
-        .filter(|k| k.2)
-        .map(|(t, c, _)| (t, c))
-        .collect()
-}
-
-/// GCRA's bound over every run of kept admissions: `cost ≤ burst + (t_j −
-/// t_i) / T`.
-fn gcra_bound(kept: &[(u64, u32)], burst: u32, t: u64) -> Result<(), TestCaseError> {
-    for i in 0..kept.len() {
-        let mut sum = 0u64;
-        for j in i..kept.len() {
-            sum += u64::from(kept[j].1);
-            let bound = u64::from(burst) + (kept[j].0 - kept[i].0) / t;
-            prop_assert!(
-                sum <= bound,
-                "kept {:?}: {} in [{}, {}] > {}",
-                kept,
-                sum,
-                kept[i].0,
-                kept[j].0,
-                bound
-            );
-        }
-    }
-    Ok(())
-}
-
-/// At most `limit` kept in every fixed window `[k × w, (k + 1) × w)`.
-fn per_window(kept: &[(u64, u32)], w: u64, limit: u32) -> Result<(), TestCaseError> {
-    let mut counts = std::collections::BTreeMap::<u64, u64>::new();
-    for (t, c) in kept {
-        *counts.entry(t / w).or_default() += u64::from(*c);
-    }
-    for (k, used) in counts {
-        prop_assert!(
-            used <= u64::from(limit),
-            "window {}: {} > {}; kept {:?}",
-            k,
-            used,
-            limit,
-            kept
-        );
-    }
-    Ok(())
 }
 
 proptest! {

@@ -10,69 +10,40 @@
 //! refunded ones had never been made — GCRA's bound `burst + (t_j − t_i) / T`
 //! over every run of them, a fixed window's limit in every window.
 
+#[path = "../../core/tests/common/late_refunds.rs"]
+mod late_refunds;
+
+use std::hash::BuildHasher;
 use std::num::NonZeroU32;
 
+use late_refunds::{gcra_bound, kept, ops, per_window};
 use proptest::prelude::*;
-use tollgate::keyed::{KeyedFixedWindow, KeyedLimiter};
-use tollgate::{Nanos, Quota};
+use tollgate::keyed::{KeyedAlgorithm, KeyedFixedWindow, KeyedLimiter, KeyedState};
+use tollgate::{Decision, Limiter, Nanos, Quota, Snapshot};
 
-#[derive(Clone, Debug)]
-enum Op {
-    /// Advance time by `dt` ns, then check `cost` units.
-    Check { dt: u64, cost: u32 },
-    /// Advance time by `dt` ns, then refund the `pick`-th admission still
-    /// outstanding (if any), charged at its own admission time.
-    Refund { dt: u64, pick: usize },
+/// One key of a keyed store, with its quota, as a core `Limiter` (what the
+/// shared harness drives).
+struct OneKey<'a, A: KeyedAlgorithm, S> {
+    store: &'a KeyedLimiter<A, S>,
+    quota: A::Quota,
 }
 
-fn ops(max_dt: u64) -> impl Strategy<Value = Vec<Op>> {
-    prop::collection::vec(
-        prop_oneof![
-            3 => (0..max_dt, 1u32..3).prop_map(|(dt, cost)| Op::Check { dt, cost }),
-            2 => (0..max_dt, any::<usize>()).prop_map(|(dt, pick)| Op::Refund { dt, pick }),
-        ],
-        1..120,
-    )
-}
-
-/// Runs `ops` and returns the admissions that were not refunded, as (time,
-/// cost), in time order. `check` and `refund` act on one key.
-fn run(
-    ops: &[Op],
-    mut check: impl FnMut(Nanos, u32) -> bool,
-    mut refund: impl FnMut(Nanos, Nanos, u32),
-) -> Vec<(u64, u32)> {
-    let mut now = 0u64;
-    let mut outstanding: Vec<(u64, u32)> = Vec::new();
-    let mut kept: Vec<(u64, u32, bool)> = Vec::new();
-    for op in ops {
-        match *op {
-            Op::Check { dt, cost } => {
-                now += dt;
-                if check(Nanos::new(now), cost) {
-                    outstanding.push((now, cost));
-                    kept.push((now, cost, true));
-                }
-            }
-            Op::Refund { dt, pick } => {
-                now += dt;
-                if outstanding.is_empty() {
-                    continue;
-                }
-                let (at, cost) = outstanding.remove(pick % outstanding.len());
-                refund(Nanos::new(at), Nanos::new(now), cost);
-                let k = kept
-                    .iter_mut()
-                    .find(|k| k.2 && k.0 == at && k.1 == cost)
-                    .expect("an admission");
-                k.2 = false;
-            }
-        }
+impl<A: KeyedAlgorithm + KeyedState, S: BuildHasher> Limiter for OneKey<'_, A, S> {
+    fn check_n(&self, now: Nanos, cost: u32) -> Decision {
+        let d = self.store.check_n("k", &self.quota, now, cost);
+        d.decision()
+            .expect("a store of 16 slots never fills with one key")
     }
-    kept.into_iter()
-        .filter(|k| k.2)
-        .map(|(t, c, _)| (t, c))
-        .collect()
+    fn peek(&self, now: Nanos) -> Snapshot {
+        self.store.peek("k", &self.quota, now)
+    }
+    fn refund(&self, now: Nanos, cost: u32) -> Snapshot {
+        self.store.refund("k", &self.quota, now, cost)
+    }
+    fn refund_since(&self, charged_at: Nanos, now: Nanos, cost: u32) -> Snapshot {
+        self.store
+            .refund_since("k", &self.quota, charged_at, now, cost)
+    }
 }
 
 proptest! {
@@ -82,57 +53,26 @@ proptest! {
     fn gcra_late_refunds_never_loosen_the_bound(
         burst in 1u32..5,
         per_sec in 1u32..5,
-        ops in ops(700_000_000),
+        ops in ops(700_000_000, 2),
     ) {
         let q = Quota::per_second(NonZeroU32::new(per_sec).unwrap())
             .with_burst(NonZeroU32::new(burst).unwrap());
-        let t = q.emission_interval().as_u64();
         let store = KeyedLimiter::new(16).unwrap();
-        let kept = run(
-            &ops,
-            |now, cost| store.check_n("k", &q, now, cost).is_allowed(),
-            |at, now, cost| {
-                store.refund_since("k", &q, at, now, cost);
-            },
-        );
-        // Every run of kept admissions: cost <= burst + (t_j - t_i) / T.
-        for i in 0..kept.len() {
-            let mut sum = 0u64;
-            for j in i..kept.len() {
-                sum += u64::from(kept[j].1);
-                let bound = u64::from(burst) + (kept[j].0 - kept[i].0) / t;
-                prop_assert!(
-                    sum <= bound,
-                    "kept {:?}: {} units in [{}, {}] > bound {}",
-                    kept, sum, kept[i].0, kept[j].0, bound
-                );
-            }
-        }
+        let kept = kept(&OneKey { store: &store, quota: q }, &ops);
+        gcra_bound(&kept, burst, q.emission_interval().as_u64())?;
     }
 
     #[test]
     fn fixed_window_late_refunds_never_loosen_a_window(
         limit in 1u32..5,
-        ops in ops(400),
+        ops in ops(400, 2),
     ) {
         let w = 1_000u64;
         let alg = KeyedFixedWindow::new(Nanos::new(w), Nanos::ZERO).unwrap();
         let store = KeyedLimiter::with_hasher(16, alg, ahash::RandomState::new()).unwrap();
-        let l = NonZeroU32::new(limit).unwrap();
-        let kept = run(
-            &ops,
-            |now, cost| store.check_n("k", &l, now, cost).is_allowed(),
-            |at, now, cost| {
-                store.refund_since("k", &l, at, now, cost);
-            },
-        );
-        let mut per_window = std::collections::BTreeMap::<u64, u64>::new();
-        for (t, c) in &kept {
-            *per_window.entry(t / w).or_default() += u64::from(*c);
-        }
-        for (window, used) in per_window {
-            prop_assert!(used <= u64::from(limit), "window {window}: {used} > {limit}; kept {kept:?}");
-        }
+        let quota = NonZeroU32::new(limit).unwrap();
+        let kept = kept(&OneKey { store: &store, quota }, &ops);
+        per_window(&kept, w, limit)?;
     }
 }
 

@@ -1,5 +1,7 @@
 //! What the core's property-test files share.
 
+pub mod late_refunds;
+
 /// Cases per property: `default`, unless `PROPTEST_CASES` says otherwise
 /// (`ci/miri.sh` runs a handful).
 pub fn cases(default: u32) -> u32 {
