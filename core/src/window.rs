@@ -535,7 +535,9 @@ impl FixedRule {
     /// of `now` (`None`: nothing to give back): [`refunded`](Self::refunded)
     /// while `now` is in the window of the charge; nothing once that window
     /// is over — the charge counted in a window that has ended, and taking a
-    /// unit off the new one would let it admit one more than its limit.
+    /// unit off the new one would let it admit one more than its limit — nor
+    /// when `state` already holds a window later than `now`'s (another
+    /// thread counted there with a fresher clock, or the clock stepped back).
     ///
     /// ```
     /// use core::num::NonZeroU32;
@@ -555,7 +557,10 @@ impl FixedRule {
         now: Nanos,
         cost: u32,
     ) -> Option<u64> {
-        if self.locate(charged_at).0 == self.locate(now).0 {
+        // A stored window later than now's (the clock stepped back, or
+        // another thread already counted in the next window with a fresher
+        // `now`) is not the charge's: give nothing (stricter).
+        if self.locate(charged_at).0 == self.locate(now).0 && !self.at(state, now).later {
             self.refunded(state, now, cost)
         } else {
             None
@@ -1416,7 +1421,11 @@ impl SlidingRule {
         now: Nanos,
         cost: u32,
     ) -> Option<u64> {
-        if charged_at.as_u64() / self.window == now.as_u64() / self.window {
+        // As for `FixedRule::refunded_since`: nothing from a stored window
+        // later than now's.
+        if charged_at.as_u64() / self.window == now.as_u64() / self.window
+            && self.at(state, now).lead == 0
+        {
             self.refunded(state, now, cost)
         } else {
             None

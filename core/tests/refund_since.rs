@@ -137,3 +137,27 @@ fn a_refund_at_the_late_time_would_over_admit() {
     assert!(!late.check(t1).is_allowed());
     assert!(naive.check(t1).is_allowed());
 }
+
+/// Found by review: a refund whose `now` is a little stale (still in the
+/// charge's window) while another thread has already counted in the next
+/// window must not take a unit off that next window.
+#[test]
+fn a_stale_refund_gives_nothing_from_a_later_window() {
+    let w = Nanos::new(100);
+    let fixed = FixedWindow::new(nz(1), w, Nanos::ZERO).unwrap();
+    let sliding = SlidingWindow::new(nz(1), w).unwrap();
+    let ls: [&dyn Limiter; 2] = [&fixed, &sliding];
+    for (i, l) in ls.into_iter().enumerate() {
+        assert!(l.check(Nanos::new(150)).is_allowed(), "{i}");
+        // Another thread counts in a later window (the sliding window still
+        // weighs window 1 during window 2, so it goes on to window 3).
+        let later = if i == 1 { 300 } else { 201 };
+        assert!(l.check(Nanos::new(later)).is_allowed(), "{i}");
+        // The refund of the charge at 150, with a `now` read before 200.
+        let _ = l.refund_since(Nanos::new(150), Nanos::new(199), 1);
+        assert!(
+            !l.check(Nanos::new(later)).is_allowed(),
+            "{i}: the later window admitted twice"
+        );
+    }
+}

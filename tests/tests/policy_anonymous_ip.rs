@@ -59,6 +59,21 @@ fn ipv4_mapped_addresses_share_the_ipv4_budget() {
     assert!(admitted(&e, "192.0.2.9"));
 }
 
+/// Found by review: behind NAT64/SIIT every IPv4 client arrives under
+/// `64:ff9b::/96`, one /64 — all would have shared one budget. The
+/// well-known prefix is keyed by the IPv4 address it carries.
+#[test]
+fn nat64_addresses_are_keyed_by_the_ipv4_address_they_carry() {
+    let e = with_prefix(None);
+    for _ in 0..30 {
+        assert!(admitted(&e, "64:ff9b::198.51.100.1"));
+    }
+    assert!(!admitted(&e, "64:ff9b::198.51.100.1"));
+    assert!(!admitted(&e, "198.51.100.1"));
+    // Another IPv4 client behind the same translator: its own budget.
+    assert!(admitted(&e, "64:ff9b::198.51.100.2"));
+}
+
 #[test]
 fn the_policy_chooses_the_prefix() {
     let per_address = with_prefix(Some("128"));

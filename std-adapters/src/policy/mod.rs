@@ -196,9 +196,11 @@ impl std::error::Error for RequestError {}
 pub const DEFAULT_IPV6_PREFIX: u8 = 64;
 
 /// The address an anonymous caller's budget is kept under: an IPv4 address
-/// as is (an IPv4-mapped IPv6 address as its IPv4 address, so a dual-stack
-/// listener keys IPv4 clients alike), an IPv6 address with all but its
-/// first `prefix` bits cleared.
+/// as is (an IPv4-mapped IPv6 address, or one under the NAT64 prefix
+/// `64:ff9b::/96`, as its IPv4 address, so IPv4 clients are keyed alike
+/// however they arrive), an IPv6 address with all but its first `prefix`
+/// bits cleared. Other translation schemes (Teredo, a network's own NAT64
+/// prefix) are keyed as IPv6 blocks: their clients share one budget.
 ///
 /// ```
 /// use std::net::IpAddr;
@@ -211,8 +213,18 @@ pub const DEFAULT_IPV6_PREFIX: u8 = 64;
 /// assert_ne!(client_block(a, 128), client_block(b, 128));
 /// let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
 /// assert_eq!(client_block(mapped, 64).to_string(), "192.0.2.7");
+/// let nat64: IpAddr = "64:ff9b::192.0.2.7".parse().unwrap();
+/// assert_eq!(client_block(nat64, 64).to_string(), "192.0.2.7");
 /// ```
 pub fn client_block(ip: IpAddr, prefix: u8) -> IpAddr {
+    // The well-known NAT64/SIIT prefix `64:ff9b::/96` carries an IPv4
+    // client's address in its last 32 bits (RFC 6052): key it like one.
+    let ip = match ip {
+        IpAddr::V6(v6) if u128::from(v6) >> 32 == 0x0064_ff9b_0000_0000_0000_0000 => IpAddr::V4(
+            std::net::Ipv4Addr::from((u128::from(v6) & 0xffff_ffff) as u32),
+        ),
+        other => other,
+    };
     match ip.to_canonical() {
         IpAddr::V4(v4) => IpAddr::V4(v4),
         IpAddr::V6(v6) => {
@@ -542,6 +554,12 @@ fn stable_id(text: &str) -> u64 {
 /// Where an endpoint's rules are written, for their ids: the method in
 /// upper case and the path with each `{name}` as `{}`, so renaming a path
 /// parameter (or the method's case) keeps the rules' state across a reload.
+///
+/// Ids changed once, when they moved from `std`'s `DefaultHasher` to
+/// FNV-1a of this text (2026-12-03): processes of a fleet on either side
+/// of that change count the same caller under different Redis keys, so
+/// upgrade a fleet's processes together across it, or expect each limit
+/// to start fresh once.
 fn endpoint_location(method: &str, path: &str) -> String {
     let path: Vec<&str> = path
         .split('/')
@@ -686,14 +704,18 @@ impl Compiler<'_> {
         };
         let mut out = Vec::with_capacity(2);
         let mut push = |c: &mut Self, store: Store, burst: Option<NonZeroU32>, visible: bool| {
-            // Every field that changes what the rule counts (Debug forms:
-            // the names written in policies).
+            // Every field that changes what the rule counts. Free text
+            // (location, class) goes in raw with its length in front, never
+            // through `Debug`, whose escaping follows the compiler's Unicode
+            // tables; `Per` and `Algorithm` by their variant names.
             let what = format!(
-                "{location}\u{1f}{:?}\u{1f}{:?}\u{1f}{:?}\u{1f}{limit}\u{1f}{:?}\u{1f}{visible}",
+                "{}:{location}{}:{}|{:?}|{:?}|{limit}|{}|{visible}",
+                location.len(),
+                spec.class.len(),
                 spec.class,
                 spec.per,
                 algorithm,
-                burst.map(NonZeroU32::get),
+                burst.map_or(0, NonZeroU32::get),
             );
             let mut id = stable_id(&what);
             // The same limit written twice at one place: its own state.

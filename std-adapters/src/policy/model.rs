@@ -102,7 +102,8 @@ pub struct AnonymousSpec {
     /// (default 64: one budget per /64, the smallest block a site is
     /// assigned, so a client cannot mint fresh budgets from the 2^64
     /// addresses of its own subnet). 1 to 128; 128 keys every address.
-    /// IPv4 addresses (and IPv4-mapped IPv6 ones) are keyed per address.
+    /// IPv4 addresses (and IPv4-mapped or `64:ff9b::/96` NAT64 IPv6 ones)
+    /// are keyed per address.
     pub ipv6_prefix: Option<Spanned<u8>>,
 }
 
