@@ -491,3 +491,48 @@ fn head_takes_the_get_exemptions_and_endpoint_limits() {
     }
     assert!(!allowed("HEAD", "/reports/7"));
 }
+
+/// The Redis keys a policy's limits live under are pinned: rule ids are in
+/// them, and processes of a fleet that disagree on an id count the same
+/// caller twice. A change of the id derivation (or of what goes into it)
+/// fails here — if it is meant, the fleet must be upgraded all at once;
+/// say so in the change. (Ids moved to FNV-1a once, 2026-12-03.)
+#[test]
+fn the_redis_keys_of_a_policy_are_pinned() {
+    let Some(server) = Server::start("the_redis_keys_of_a_policy_are_pinned") else {
+        return;
+    };
+    let rt = runtime();
+    let e = engine(0);
+    let r = limiter(&server, FailMode::Closed);
+    let req = Request::new("GET", "/a").key("k1").plan("free").org("acme");
+    assert!(
+        rt.block_on(r.check_request(&e, &req, Nanos::ZERO))
+            .unwrap()
+            .is_allowed()
+    );
+    let mut keys: Vec<String> = match server.cmd(&["KEYS", "*"]) {
+        redis_support::Value::Array(v) => v
+            .into_iter()
+            .map(|k| match k {
+                redis_support::Value::Bulk(Some(s)) => s,
+                other => panic!("{other:?}"),
+            })
+            .collect(),
+        other => panic!("{other:?}"),
+    };
+    keys.sort();
+    assert_eq!(
+        keys, PINNED_KEYS,
+        "rule ids changed: a fleet must upgrade at once"
+    );
+}
+
+/// The org pool under the organisation, the three plan limits under the
+/// key, all in the organisation's hash slot.
+const PINNED_KEYS: [&str; 4] = [
+    "tollgate:{o:acme}:4dc5c1e264a02c96:o:acme",
+    "tollgate:{o:acme}:bfe172f73885cc05:k:k1",
+    "tollgate:{o:acme}:c9ae00520cbd5b27:k:k1",
+    "tollgate:{o:acme}:cff5e109f6e9f050:k:k1",
+];
