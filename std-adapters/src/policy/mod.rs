@@ -560,22 +560,17 @@ fn stable_id(text: &str) -> u64 {
 /// of that change count the same caller under different Redis keys, so
 /// upgrade a fleet's processes together across it, or expect each limit
 /// to start fresh once.
-fn endpoint_location(method: &str, path: &str) -> String {
-    let path: Vec<&str> = path
-        .split('/')
-        .map(|s| {
-            if s.starts_with('{') && s.ends_with('}') && s.len() > 2 {
-                "{}"
-            } else {
-                s
-            }
-        })
-        .collect();
-    format!(
-        "endpoint {} {}",
-        method.to_ascii_uppercase(),
-        path.join("/")
-    )
+fn endpoint_location(method: &str, pattern: &[Seg]) -> String {
+    let mut out = format!("endpoint {} ", method.to_ascii_uppercase());
+    for seg in pattern {
+        out.push('/');
+        match seg {
+            Seg::Lit(l) => out.push_str(l),
+            Seg::Param => out.push_str("{}"),
+            Seg::Rest => out.push('*'),
+        }
+    }
+    out
 }
 
 /// Compiles limit specs into rules, remembering where each came from.
@@ -982,7 +977,7 @@ impl Engine {
                     v
                 }
             };
-            let location = endpoint_location(e.method.get_ref(), e.path.get_ref());
+            let location = endpoint_location(e.method.get_ref(), &path);
             let mut limits = Vec::new();
             for (j, l) in e.limits.iter().enumerate() {
                 limits.extend(c.rules(l, &format!("{field}.limits[{j}]"), &location)?);
@@ -2158,14 +2153,13 @@ mod tests {
 
     #[test]
     fn endpoint_locations_ignore_parameter_names_and_method_case() {
+        let at = |m: &str, p: &str| endpoint_location(m, &parse_pattern(p).unwrap());
         assert_eq!(
-            endpoint_location("post", "/scans/{id}/results"),
-            endpoint_location("POST", "/scans/{scan_id}/results")
+            at("post", "/scans/{id}/results"),
+            at("POST", "/scans/{scan_id}/results")
         );
-        assert_eq!(endpoint_location("GET", "/a/{x}/*"), "endpoint GET /a/{}/*");
-        assert_ne!(
-            endpoint_location("GET", "/scans/{id}"),
-            endpoint_location("GET", "/scans/id")
-        );
+        assert_eq!(at("GET", "/a/{x}/*"), "endpoint GET /a/{}/*");
+        assert_eq!(at("GET", "/"), "endpoint GET /");
+        assert_ne!(at("GET", "/scans/{id}"), at("GET", "/scans/id"));
     }
 }
