@@ -519,3 +519,46 @@ fn one_call_is_one_cluster_slot() {
         assert_eq!(d.source, Source::Redis, "tag {tag:?}: {d:?}");
     }
 }
+
+/// A refund whose `now` is still in its charge's window while the key
+/// already holds a later window (another caller's fresher time, or a clock
+/// stepping back) gives nothing from that later window — in the script as
+/// in the core's `refunded_since` (the script lacked the check when the
+/// core gained it; the random differential never reached this corner).
+#[test]
+fn a_stale_refund_gives_nothing_from_a_later_window() {
+    let Some(server) = Server::start("a_stale_refund_gives_nothing_from_a_later_window") else {
+        return;
+    };
+    let rt = runtime();
+    let redis = limiter(&server);
+    let second = Nanos::from_secs(1);
+    let rules = [
+        RedisRule::fixed(FixedRule::new(nz(1), second, Nanos::ZERO).unwrap()).unwrap(),
+        RedisRule::sliding(SlidingRule::new(nz(1), second).unwrap()).unwrap(),
+    ];
+    for (i, rule) in rules.into_iter().enumerate() {
+        let tag = format!("stale{i}");
+        let m = [Member::new("k", rule, 1)];
+        let charged = Nanos::from_millis(1_500);
+        // The sliding window still weighs window 1 during window 2.
+        let later = Nanos::from_millis(if i == 0 { 2_001 } else { 3_000 });
+        let check = |t: Nanos| rt.block_on(redis.check_all_at(&tag, &m, t)).decision;
+        assert!(check(charged).is_allowed(), "{i}");
+        assert!(check(later).is_allowed(), "{i}");
+        let back = rt
+            .block_on(redis.refund_to_since_at(
+                Source::Redis,
+                &tag,
+                &m,
+                charged,
+                Nanos::from_millis(1_999),
+            ))
+            .expect("Redis answers");
+        assert_eq!(back.members[0].remaining, 0, "{i}: the mirror gave back");
+        assert!(
+            !check(later).is_allowed(),
+            "{i}: the later window admitted twice"
+        );
+    }
+}

@@ -221,11 +221,13 @@ local function fixed_refund(state, cost, ws, offset)
         return nil
     end
     local index, count, to_end, later = fixed_at(state, ws, offset)
-    if count == 0 then
+    if count == 0 or later then
+        -- A stored window later than now's is not the charge's: nothing
+        -- (stricter; as the core's `FixedRule::refunded_since`).
         return nil
     end
     local left = count - math.min(cost, count)
-    if left == 0 and not later then
+    if left == 0 then
         return '', {0, 0}
     end
     return int(index) .. ':' .. int(left), to_end
@@ -313,7 +315,9 @@ local function sliding_refund(state, cost, ws)
         return nil
     end
     local index, prev, curr, elapsed, lead = sliding_at(state, ws)
-    if curr == 0 then
+    if curr == 0 or not is_zero(lead) then
+        -- Nothing from a stored window later than now's (as the core's
+        -- `SlidingRule::refunded_since`).
         return nil
     end
     local left = curr - math.min(cost, curr)

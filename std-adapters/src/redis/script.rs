@@ -2,14 +2,11 @@
 //! member sends, and how the client turns the states the script saw into the
 //! core's exact [`Decision`]s. Pure functions, tested without a server.
 
-use core::num::NonZeroU32;
-
 use redis::Value;
 use tollgate_core::window::{FixedRule, SLIDING_INDEX_MASK, SlidingRule, pack_fixed, pack_sliding};
 use tollgate_core::{Decision, Nanos, Snapshot, gcra};
 
 use super::{Kind, Member, RedisRule};
-use crate::keyed::{KeyedAlgorithm, KeyedFixedWindow, KeyedGcra, KeyedSlidingWindow};
 
 /// The script (`check.lua`), loaded once per server (EVALSHA, EVAL on
 /// `NOSCRIPT`).
@@ -171,13 +168,14 @@ pub(crate) fn decide(rule: &RedisRule, word: u64, now: Nanos, cost: u32) -> Deci
 }
 
 /// The read-out after refunding, at `now`, `cost` units charged at
-/// `charged_at` from `word`: the script's refund, as the in-process
-/// [`KeyedAlgorithm::refunded_since`] computes it — only what the charge
-/// still weighs. GCRA: `cost × T − (now − charged_at)` back (nothing if
-/// `<= 0`; a `charged_at` after `now` counts as no time elapsed), never
-/// below `now`. Fixed window: the units back only while `now` is in the
-/// charge's window (`(t + offset) / W`), sliding window likewise (`t / W`);
-/// else nothing. With `charged_at == now` this is the plain refund.
+/// `charged_at` from `word`: the script's refund, as the core's
+/// `refunded_since` computes it — only what the charge still weighs. GCRA:
+/// `cost × T − (now − charged_at)` back (nothing if `<= 0`; a `charged_at`
+/// after `now` counts as no time elapsed), never below `now`. Fixed window:
+/// the units back only while `now` is in the charge's window (`(t + offset)
+/// / W`), sliding window likewise (`t / W`), and not from a stored window
+/// later than now's; else nothing. With `charged_at == now` this is the
+/// plain refund (outside a later window).
 pub(crate) fn refunded(
     rule: &RedisRule,
     word: u64,
@@ -187,24 +185,15 @@ pub(crate) fn refunded(
 ) -> Snapshot {
     match rule.kind {
         Kind::Gcra(q) => {
-            let after = KeyedGcra
-                .refunded_since(&q, word, charged_at, now, cost)
-                .unwrap_or(word);
+            let after = gcra::refunded_since(&q, word, charged_at, now, cost).unwrap_or(word);
             gcra::snapshot(&q, after, now)
         }
         Kind::Fixed(r) => {
-            // The rule's own window and offset: `new` cannot fail for them,
-            // and with `r`'s limit the keyed rule is `r`.
-            let after = NonZeroU32::new(r.limit())
-                .zip(KeyedFixedWindow::new(r.window(), r.offset()).ok())
-                .and_then(|(limit, k)| k.refunded_since(&limit, word, charged_at, now, cost));
+            let after = r.refunded_since(word, charged_at, now, cost);
             r.snapshot(after.unwrap_or(word), now)
         }
         Kind::Sliding(r) => {
-            // `r`'s limit is already clamped: the keyed rule is `r`.
-            let after = NonZeroU32::new(r.limit())
-                .zip(KeyedSlidingWindow::new(r.window()).ok())
-                .and_then(|(limit, k)| k.refunded_since(&limit, word, charged_at, now, cost));
+            let after = r.refunded_since(word, charged_at, now, cost);
             r.snapshot(after.unwrap_or(word), now)
         }
     }
