@@ -669,6 +669,46 @@ fn slot_width(cfg: &mut Cfg) {
         "peer",
         "8-byte slots (tollgate column: 16-byte slots as in the keyed store); not governor",
     ));
+
+    // What a keyed check at 1M keys waits for: the same random 8-byte CASes,
+    // each one's slot chosen from the previous one's result (so its cache
+    // miss cannot start before that CAS is done), next to independent ones
+    // (whose misses the processor overlaps). A keyed check is independent
+    // of the previous one, so it lies between the two; where it lies shows
+    // how much of the miss it hides.
+    let (mut i, mut j, mut last) = (0usize, 0usize, 1u64);
+    let (a, b) = side_by_side(
+        cfg.reps,
+        cfg.iters / 4,
+        || {
+            i = if i + 1 == idx.len() { 0 } else { i + 1 };
+            // `last` is always 1 at run time; the compiler cannot know.
+            let s = &t8[(idx[i] * 2 + last as usize - 1) % t8.len()];
+            let v = s.load(Ordering::Acquire);
+            last = u64::from(
+                s.compare_exchange(v, v + 1, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok(),
+            );
+            last
+        },
+        || {
+            j = if j + 1 == idx.len() { 0 } else { j + 1 };
+            let s = &t8[idx[j] * 2];
+            let v = s.load(Ordering::Acquire);
+            u64::from(
+                s.compare_exchange(v, v + 1, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok(),
+            )
+        },
+    );
+    cfg.emit(
+        Line::new("machine_random_cas_23mb_dependent")
+            .pair(a, b)
+            .str(
+                "peer",
+                "the same CASes, independent of each other (tollgate column: each slot depends on the previous CAS); not governor",
+            ),
+    );
 }
 
 /// A full S4E policy check (key's minute window + burst, the endpoint's
