@@ -121,3 +121,37 @@ fn a_prefix_out_of_range_is_refused_at_its_line() {
     };
     assert_eq!(err.line, 7, "{err}");
 }
+
+/// A 6to4 host holds the /48 of its IPv4 address (65 536 /64s): keyed per
+/// /64 it could mint that many budgets. Keyed by the IPv4 address it
+/// carries, every subnet of it spends one budget, the IPv4 address's.
+#[test]
+fn six_to_four_addresses_are_keyed_by_their_ipv4_address() {
+    let e = with_prefix(None);
+    // 2002:c633:6401::/48 is 198.51.100.1's.
+    for i in 0..30 {
+        assert!(admitted(&e, &format!("2002:c633:6401:{i:x}::1")), "{i}");
+    }
+    assert!(!admitted(&e, "2002:c633:6401:ffff::1"));
+    assert!(!admitted(&e, "198.51.100.1"));
+    // Another IPv4 address's 6to4 block: its own budget.
+    assert!(admitted(&e, "2002:c633:6402::1"));
+}
+
+/// Teredo clients of one server share its /64; each is keyed by its own
+/// (obfuscated) public IPv4 address instead, so one cannot spend the others'
+/// budget and one client gets one budget whatever its port.
+#[test]
+fn teredo_clients_are_keyed_by_their_public_ipv4_address() {
+    let e = with_prefix(None);
+    // Server 192.0.2.1 (c000:0201); client 198.51.100.9 = !39cc:9bf6, on
+    // different mapped ports.
+    for port in 0..30u16 {
+        let addr = format!("2001:0:c000:201:0:{:x}:39cc:9bf6", !port);
+        assert!(admitted(&e, &addr), "{port}");
+    }
+    assert!(!admitted(&e, "2001:0:c000:201:8000:ffff:39cc:9bf6"));
+    assert!(!admitted(&e, "198.51.100.9"));
+    // Another client of the same server: its own budget.
+    assert!(admitted(&e, "2001:0:c000:201:0:f227:39cc:9bf5"));
+}

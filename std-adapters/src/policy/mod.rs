@@ -196,11 +196,25 @@ impl std::error::Error for RequestError {}
 pub const DEFAULT_IPV6_PREFIX: u8 = 64;
 
 /// The address an anonymous caller's budget is kept under: an IPv4 address
-/// as is (an IPv4-mapped IPv6 address, or one under the NAT64 prefix
-/// `64:ff9b::/96`, as its IPv4 address, so IPv4 clients are keyed alike
-/// however they arrive), an IPv6 address with all but its first `prefix`
-/// bits cleared. Other translation schemes (Teredo, a network's own NAT64
-/// prefix) are keyed as IPv6 blocks: their clients share one budget.
+/// as is, an IPv6 address with all but its first `prefix` bits cleared.
+///
+/// IPv6 addresses that carry an IPv4 client's address are keyed by that
+/// IPv4 address, so IPv4 clients are keyed alike however they arrive and
+/// one IPv4 host gets one budget:
+///
+/// * IPv4-mapped (`::ffff:a.b.c.d`) and the well-known NAT64/SIIT prefix
+///   `64:ff9b::/96` (RFC 6052): the last 32 bits;
+/// * 6to4 (`2002::/16`, RFC 3056): bits 16–47. A 6to4 host holds the whole
+///   `2002:AABB:CCDD::/48` of its IPv4 address — 65 536 /64s — so keying it
+///   per /64 would give one IPv4 host 65 536 budgets;
+/// * Teredo (`2001:0::/32`, RFC 4380): the last 32 bits inverted (the
+///   client's public IPv4 address, obfuscated). Every Teredo client of one
+///   server shares the server's /64; keyed per /64 they would share one
+///   budget, and any one of them could spend it for all.
+///
+/// A network's own NAT64 prefix (RFC 6052 §2.2) cannot be told from a
+/// native address; its clients are keyed as IPv6 blocks and share one
+/// budget (stricter, never looser).
 ///
 /// ```
 /// use std::net::IpAddr;
@@ -211,19 +225,21 @@ pub const DEFAULT_IPV6_PREFIX: u8 = 64;
 /// assert_eq!(client_block(a, 64), client_block(b, 64));
 /// assert_eq!(client_block(a, 64).to_string(), "2001:db8:1:2::");
 /// assert_ne!(client_block(a, 128), client_block(b, 128));
-/// let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
-/// assert_eq!(client_block(mapped, 64).to_string(), "192.0.2.7");
-/// let nat64: IpAddr = "64:ff9b::192.0.2.7".parse().unwrap();
-/// assert_eq!(client_block(nat64, 64).to_string(), "192.0.2.7");
+/// let key = |s: &str| client_block(s.parse().unwrap(), 64).to_string();
+/// assert_eq!(key("::ffff:192.0.2.7"), "192.0.2.7");
+/// assert_eq!(key("64:ff9b::192.0.2.7"), "192.0.2.7");
+/// // 6to4: 2002:c000:0207::/48 is 192.0.2.7's, every subnet of it.
+/// assert_eq!(key("2002:c000:207:1234::1"), "192.0.2.7");
+/// // Teredo: server 192.0.2.1, client 198.51.100.9 (inverted: 39cc:9bf6).
+/// assert_eq!(key("2001:0:c000:201:0:f227:39cc:9bf6"), "198.51.100.9");
 /// ```
 pub fn client_block(ip: IpAddr, prefix: u8) -> IpAddr {
-    // The well-known NAT64/SIIT prefix `64:ff9b::/96` carries an IPv4
-    // client's address in its last 32 bits (RFC 6052): key it like one.
     let ip = match ip {
-        IpAddr::V6(v6) if u128::from(v6) >> 32 == 0x0064_ff9b_0000_0000_0000_0000 => IpAddr::V4(
-            std::net::Ipv4Addr::from((u128::from(v6) & 0xffff_ffff) as u32),
-        ),
-        other => other,
+        IpAddr::V6(v6) => match embedded_ipv4(u128::from(v6)) {
+            Some(v4) => IpAddr::V4(v4),
+            None => ip,
+        },
+        IpAddr::V4(_) => ip,
     };
     match ip.to_canonical() {
         IpAddr::V4(v4) => IpAddr::V4(v4),
@@ -236,6 +252,24 @@ pub fn client_block(ip: IpAddr, prefix: u8) -> IpAddr {
             IpAddr::V6((bits & mask).into())
         }
     }
+}
+
+/// The IPv4 client address a NAT64 (`64:ff9b::/96`), 6to4 (`2002::/16`) or
+/// Teredo (`2001:0::/32`) address carries (IPv4-mapped addresses are left
+/// to `to_canonical`).
+fn embedded_ipv4(bits: u128) -> Option<std::net::Ipv4Addr> {
+    // Each shift leaves at most 32 bits: the casts keep all of them.
+    #[allow(clippy::cast_possible_truncation)]
+    let v4 = if bits >> 32 == 0x0064_ff9b_0000_0000_0000_0000 {
+        bits as u32
+    } else if bits >> 112 == 0x2002 {
+        (bits >> 80) as u32
+    } else if bits >> 96 == 0x2001_0000 {
+        !(bits as u32)
+    } else {
+        return None;
+    };
+    Some(std::net::Ipv4Addr::from(v4))
 }
 
 /// `path` with its empty segments dropped (`None`: it has none): repeated
