@@ -136,20 +136,27 @@ impl Quota {
     /// ));
     /// ```
     pub const fn new(limit: NonZeroU32, period: Duration) -> Result<Quota, QuotaError> {
-        let period = Nanos::from_duration(period).as_u64();
-        if period == 0 {
+        // The division is done on the exact period (u128): capping the period
+        // at u64::MAX ns first would make periods beyond ~584 years yield an
+        // emission interval shorter than asked, i.e. a looser limit.
+        let exact = period.as_nanos();
+        let period = Nanos::from_duration(period).as_u64(); // saturated, for display
+        if exact == 0 {
             return Err(QuotaError::ZeroPeriod);
         }
-        if (limit.get() as u64) > period {
+        if (limit.get() as u128) > exact {
             return Err(QuotaError::RateTooHigh {
                 limit: limit.get(),
                 period_nanos: period,
             });
         }
-        let emission = period.div_ceil(limit.get() as u64);
-        if emission > MAX_CAPACITY.as_u64() {
+        let emission = exact.div_ceil(limit.get() as u128);
+        if emission > MAX_CAPACITY.as_u64() as u128 {
             return Err(QuotaError::PeriodTooLong);
         }
+        // emission <= MAX_CAPACITY = 2^63 (checked above): fits in a u64.
+        #[allow(clippy::cast_possible_truncation)]
+        let emission = emission as u64;
         Ok(Quota::from_parts(limit, period, emission, limit))
     }
 
@@ -271,7 +278,8 @@ impl Quota {
         self.limit
     }
 
-    /// The period as given.
+    /// The period as given, in nanoseconds (saturated at `u64::MAX` ns, about
+    /// 584 years; the emission interval is computed from the exact period).
     #[inline]
     pub const fn period(&self) -> Nanos {
         Nanos::new(self.period)
@@ -376,6 +384,39 @@ mod tests {
         let q = Quota::new(nz(1), Duration::from_nanos(1 << 63)).unwrap();
         assert_eq!(q.capacity_raw(), 1 << 63);
         assert_eq!(q.with_burst(NonZeroU32::MAX).burst(), nz(1));
+    }
+
+    /// Periods beyond u64::MAX ns (~584 years) are divided exactly: capping
+    /// the period first would give a shorter interval than asked (a looser
+    /// limit). Found by review.
+    #[test]
+    fn periods_beyond_u64_nanos_are_divided_exactly() {
+        const YEAR: u64 = 365 * 86_400;
+        let q = Quota::new(nz(1000), Duration::from_secs(1000 * YEAR)).unwrap();
+        assert_eq!(q.emission_raw(), YEAR * NANOS_PER_SEC);
+        assert_eq!(q.period().as_u64(), u64::MAX);
+        // Duration::MAX / u32::MAX ≈ 4.3e18 ns: fits, and is exact (rounded up).
+        let q = Quota::new(NonZeroU32::MAX, Duration::MAX).unwrap();
+        assert_eq!(
+            q.emission_raw() as u128,
+            Duration::MAX.as_nanos().div_ceil(u32::MAX as u128)
+        );
+        assert_eq!(
+            Quota::new(nz(2), Duration::MAX),
+            Err(QuotaError::PeriodTooLong)
+        );
+    }
+
+    #[test]
+    fn a_limiter_on_a_millennial_quota_denies_within_the_year() {
+        const YEAR: u64 = 365 * 86_400;
+        let q = Quota::new(nz(1000), Duration::from_secs(1000 * YEAR))
+            .unwrap()
+            .with_burst(nz(1));
+        let g = crate::Gcra::new(q);
+        assert!(g.check(Nanos::ZERO).is_allowed());
+        assert!(!g.check(Nanos::from_secs(214 * 86_400)).is_allowed());
+        assert!(g.check(Nanos::from_secs(YEAR)).is_allowed());
     }
 
     #[test]
