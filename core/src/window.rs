@@ -496,9 +496,14 @@ impl FixedRule {
 
     /// `state` after giving back up to `cost` units of the window `now`
     /// counts against, saturating at 0 (`None`: nothing to give back — the
-    /// stored window is over, or holds nothing). When the clock stepped back,
-    /// that is the stored later window, the one the refunded admission was
-    /// counted against.
+    /// stored window is over, or holds nothing). When the stored window is
+    /// later than now's (the clock stepped back, or another thread counted
+    /// there with a fresher `now`), the units come off that stored window:
+    /// right when the refunded admission was itself counted there (a check
+    /// with a stale `now` counts against the stored later window), one too
+    /// many when it was counted in an earlier window that has since rolled
+    /// over. [`refunded_since`](Self::refunded_since) gives nothing in that
+    /// case, and the limiters' `undo` uses it.
     ///
     /// One exception keeps the state word meaningful: the word `0` is the
     /// fresh state, so in a window whose index is ≡ 0 mod 2^32 (other than
@@ -919,6 +924,15 @@ impl Limiter for FixedWindow {
     #[inline]
     fn refund_since(&self, charged_at: Nanos, now: Nanos, cost: u32) -> Snapshot {
         FixedWindow::refund_since(self, charged_at, now, cost)
+    }
+    /// As [`refund_since`](FixedWindow::refund_since) at the charge's own
+    /// instant: a stale `now` (another thread has moved the state on to a
+    /// later window) gives nothing back rather than take a unit off a window
+    /// the undone admission was not counted in. Stricter by the undone units
+    /// in that race, never looser.
+    #[inline]
+    fn undo(&self, now: Nanos, cost: u32) {
+        let _ = FixedWindow::refund_since(self, now, now, cost);
     }
     #[inline]
     fn probe(&self, now: Nanos, cost: u32) -> Decision {
@@ -1812,6 +1826,15 @@ impl Limiter for SlidingWindow {
     fn refund_since(&self, charged_at: Nanos, now: Nanos, cost: u32) -> Snapshot {
         SlidingWindow::refund_since(self, charged_at, now, cost)
     }
+    /// As [`refund_since`](SlidingWindow::refund_since) at the charge's own
+    /// instant: a stale `now` (another thread has moved the state on to a
+    /// later window) gives nothing back rather than take a unit off a window
+    /// the undone admission was not counted in. Stricter by the undone units
+    /// in that race, never looser.
+    #[inline]
+    fn undo(&self, now: Nanos, cost: u32) {
+        let _ = SlidingWindow::refund_since(self, now, now, cost);
+    }
     #[inline]
     fn probe(&self, now: Nanos, cost: u32) -> Decision {
         SlidingWindow::probe(self, now, cost)
@@ -2260,6 +2283,24 @@ mod tests {
             let d128 = u128::from(d);
             assert_eq!(u128::from(mul_div(a, b, d, false)), p / d128);
             assert_eq!(u128::from(mul_div(a, b, d, true)), p.div_ceil(d128));
+        }
+    }
+
+    /// A stale undo (the caller's `now` is in a window another thread has
+    /// already left) must not take a unit off the later window. Found by
+    /// review: `undo` fell back to `refund`.
+    #[test]
+    fn a_stale_undo_leaves_a_later_window_alone() {
+        use crate::Limiter;
+        let fixed = FixedWindow::new(nz(1), Nanos::new(100), Nanos::ZERO).unwrap();
+        let sliding = SlidingWindow::new(nz(1), Nanos::new(100)).unwrap();
+        let cases: [(&dyn Limiter, u64); 2] = [(&fixed, 201), (&sliding, 300)];
+        for (l, later) in cases {
+            let later = Nanos::new(later);
+            assert!(l.check(Nanos::new(150)).is_allowed());
+            assert!(l.check(later).is_allowed());
+            l.undo(Nanos::new(150), 1);
+            assert!(!l.check(later).is_allowed(), "{:?}", l.peek(later));
         }
     }
 }
