@@ -243,6 +243,40 @@ impl<const N: usize> Drop for Lease<'_, N> {
 mod tests {
     use super::*;
 
+    /// Found by review: over the latest released marker a slot took the
+    /// deadline 2^63 − 1, which expires, so a slot could hold it twice in a
+    /// row: the stale holder's drop freed the next holder's slot and N + 1
+    /// leases were live. It now takes "for ever" there.
+    #[test]
+    fn the_latest_deadline_before_for_ever_cannot_be_held_twice() {
+        let sem = LeaseSemaphore::<1>::new();
+        let (t, d) = (Nanos::new, Nanos::new((1 << 63) - 1));
+        let a = sem.try_acquire_until(t(0), d).unwrap();
+        // If A's deadline expired at d, C could take the slot at d, give it
+        // back, and D (clock stepped back) take it with A's deadline.
+        if let Ok(c) = sem.try_acquire_until(d, Nanos::MAX) {
+            drop(c);
+        }
+        let d_lease = sem.try_acquire_until(t(0), d);
+        drop(a); // stale if D holds the slot: must not free it
+        let e = sem.try_acquire_until(t(0), t(10));
+        assert!(d_lease.is_err() || e.is_err(), "two leases of one");
+        drop((d_lease, e));
+
+        // The same through the marker a lease for ever leaves: B, taken
+        // over it, must not get a deadline that expires.
+        let sem = LeaseSemaphore::<1>::new();
+        drop(sem.try_acquire_until(t(0), Nanos::MAX).unwrap());
+        let b = sem.try_acquire_until(t(0), t(10)).unwrap();
+        if let Ok(c) = sem.try_acquire_until(d, Nanos::MAX) {
+            drop(c);
+        }
+        let d_lease = sem.try_acquire_until(t(0), t(10));
+        drop(b);
+        let e = sem.try_acquire_until(t(0), t(10));
+        assert!(d_lease.is_err() || e.is_err(), "two leases of one (marker)");
+    }
+
     /// Found by the `semaphore` fuzz target: an expired lease whose slot was
     /// re-taken, given back, and taken again after the clock stepped back
     /// with the *same* deadline freed the new holder's slot on drop.

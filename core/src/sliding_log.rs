@@ -265,6 +265,9 @@ impl<const N: usize> SlidingLog<N> {
     /// more through than if they had not been admitted). Made after they
     /// left, it frees someone else's entries: use
     /// [`refund_since`](Self::refund_since) when a refund may come late.
+    /// Only entries admitted at or before `now` (deadline ≤ `now + W`) are
+    /// freed: one admitted later, by a thread with a fresher clock, is not
+    /// this refund's.
     ///
     /// ```
     /// use tollgate_core::{Nanos, SlidingLog};
@@ -275,7 +278,16 @@ impl<const N: usize> SlidingLog<N> {
     /// assert!(log.check(Nanos::ZERO).is_allowed());
     /// ```
     pub fn refund(&self, now: Nanos, cost: u32) -> Snapshot {
-        let _ = self.slots.free_earliest(now.as_u64(), cost as usize);
+        self.free_through(now, cost, now)
+    }
+
+    /// Frees up to `cost` entries live at `now`, earliest first, among those
+    /// admitted at or before `admitted_by`.
+    fn free_through(&self, now: Nanos, cost: u32, admitted_by: Nanos) -> Snapshot {
+        let max_until = admitted_by.as_u64().saturating_add(self.window);
+        let _ = self
+            .slots
+            .free_earliest(now.as_u64(), cost as usize, max_until);
         self.peek(now)
     }
 
@@ -301,7 +313,8 @@ impl<const N: usize> SlidingLog<N> {
         if now.as_u64().saturating_sub(charged_at.as_u64()) >= self.window {
             return self.peek(now);
         }
-        self.refund(now, cost)
+        // Entries admitted after the charge are not its.
+        self.free_through(now, cost, charged_at.min(now))
     }
 
     /// Empties the log.
@@ -351,7 +364,7 @@ impl<const N: usize> Limiter for SlidingLog<N> {
         let until = t.saturating_add(self.window);
         let freed = self.slots.free_matching(until, cost as usize, t);
         if freed < cost as usize {
-            let _ = self.slots.free_earliest(t, cost as usize - freed);
+            let _ = self.slots.free_earliest(t, cost as usize - freed, until);
         }
     }
 }
@@ -434,5 +447,29 @@ mod tests {
                 oldest_leaves_after: Some(secs(9))
             }
         );
+    }
+
+    /// A refund, late-refund or undo at a stale `now` must not free an entry
+    /// admitted after it (by a thread with a fresher clock). Found by review:
+    /// they freed the earliest live entry, whoever's it was.
+    #[test]
+    fn a_stale_give_back_leaves_later_entries_alone() {
+        type GiveBack = fn(&SlidingLog<1>);
+        let ways: [(&str, GiveBack); 3] = [
+            ("refund", |l| {
+                let _ = l.refund(Nanos::new(150), 1);
+            }),
+            ("refund_since", |l| {
+                let _ = l.refund_since(Nanos::new(150), Nanos::new(150), 1);
+            }),
+            ("undo", |l| Limiter::undo(l, Nanos::new(150), 1)),
+        ];
+        for (name, give_back) in ways {
+            let log = SlidingLog::<1>::new(Nanos::new(10)).unwrap();
+            assert!(log.check(Nanos::new(150)).is_allowed());
+            assert!(log.check(Nanos::new(160)).is_allowed());
+            give_back(&log);
+            assert!(!log.check(Nanos::new(165)).is_allowed(), "{name}");
+        }
     }
 }

@@ -74,7 +74,11 @@ impl<const N: usize, const MARKERS: bool> Slots<N, MARKERS> {
     fn taken_value(v: u64, until: u64) -> u64 {
         if MARKERS && v & RELEASED != 0 {
             let after = (v & !RELEASED) + 1;
-            if after >= RELEASED {
+            // The latest marker (deadline 2^63 − 2) gives "for ever": a
+            // deadline of 2^63 − 1 here could expire and be taken over the
+            // same marker again, equal to a stale holder's (deadlines must
+            // strictly increase).
+            if after >= RELEASED - 1 {
                 u64::MAX
             } else {
                 until.max(after)
@@ -246,18 +250,24 @@ impl<const N: usize, const MARKERS: bool> Slots<N, MARKERS> {
         freed
     }
 
-    /// Frees up to `n` slots taken at `now`, earliest deadline first, setting
-    /// them to `now`. Returns how many were freed.
+    /// Frees up to `n` slots taken at `now` whose deadline is at most
+    /// `max_until`, earliest deadline first, setting them to `now`. Returns
+    /// how many were freed.
     ///
     /// Freeing the earliest deadline gives back the least capacity-time: any
-    /// other choice would free a slot that stays taken longer.
-    pub(crate) fn free_earliest(&self, now: u64, n: usize) -> usize {
+    /// other choice would free a slot that stays taken longer. `max_until`
+    /// keeps a refund off slots taken after the refunded charge (another
+    /// thread, with a fresher clock): those are not the refunder's to free.
+    pub(crate) fn free_earliest(&self, now: u64, n: usize, max_until: u64) -> usize {
         let n = n.min(N);
         let mut freed = 0;
         while freed < n {
             let Some(first) = self.scan(now).first_until else {
                 break;
             };
+            if first > max_until {
+                break;
+            }
             freed += self.free_matching(first, 1, now);
         }
         freed
