@@ -101,6 +101,14 @@ pub struct AllDecision {
 ///   GCRA member used a *later* `now`, by `δ`, the rollback can return up to
 ///   `δ` of emission time early — the same effect as that caller's clock being
 ///   `δ` fast. Read the clock once per request, just before checking.
+/// * A [`TokenBucket`](crate::TokenBucket) member is rolled back with its
+///   refund, which fills the bucket to `burst − 1` at most (a bucket filled by
+///   a refund would bring its next token early): a rollback that should
+///   leave it full leaves it one unit short until its next refill, at most
+///   `T` later — stricter, and with a burst of 1 the whole unit. Put a
+///   `TokenBucket` **last**: the last member is never rolled back (if it
+///   refuses, nothing of it was taken; if it admits, nobody after it can
+///   refuse).
 ///
 /// # Examples
 ///
@@ -347,6 +355,58 @@ mod tests {
             (per_sec.peek(Nanos::ZERO), per_min.peek(Nanos::ZERO)),
             before
         );
+    }
+
+    /// A limiter whose probe admits and whose charge refuses: the race
+    /// between the two phases, played deterministically.
+    struct Raced;
+    impl Limiter for Raced {
+        fn check_n(&self, _: Nanos, _: u32) -> Decision {
+            Decision::Denied {
+                retry_after: Nanos::new(1),
+                remaining: 0,
+                reset_after: Nanos::new(1),
+            }
+        }
+        fn peek(&self, _: Nanos) -> Snapshot {
+            Snapshot {
+                limit: 1,
+                remaining: 1,
+                reset_after: Nanos::ZERO,
+            }
+        }
+        fn refund(&self, now: Nanos, _: u32) -> Snapshot {
+            self.peek(now)
+        }
+        fn probe(&self, _: Nanos, _: u32) -> Decision {
+            Decision::Allowed {
+                remaining: 0,
+                reset_after: Nanos::ZERO,
+            }
+        }
+    }
+
+    /// What the docs say of a `TokenBucket` member: rolled back it comes
+    /// back to `burst − 1` at most; last, it is never rolled back. (Found by
+    /// review: this was undocumented.)
+    #[test]
+    fn a_token_bucket_member_rolled_back_is_one_short_last_it_is_untouched() {
+        use crate::TokenBucket;
+        let q = Quota::per_hour(nz(3));
+        let now = Nanos::from_secs(5);
+        let first = TokenBucket::new(q);
+        let d = All((&first, Raced)).check_all(now, 1);
+        assert!(!d.decision.is_allowed());
+        assert_eq!(first.peek(now).remaining, 2);
+        let last = TokenBucket::new(q);
+        let d = All((Raced, &last)).check_all(now, 1);
+        assert!(!d.decision.is_allowed());
+        assert_eq!(last.peek(now), TokenBucket::new(q).peek(now));
+        // Not full: the rollback is exact.
+        let _ = first.check(now);
+        let before = first.peek(now);
+        let _ = All((&first, Raced)).check_all(now, 1);
+        assert_eq!(first.peek(now), before);
     }
 
     #[test]

@@ -60,12 +60,18 @@
 //! equals [`Gcra`](crate::Gcra)'s for the same quota and times
 //! (`core/tests/model_token_bucket.rs`, and the fuzz target `token_bucket`),
 //! as long as the next arrival stays below 2^63 ns (times below 2^62 ns and
-//! `T` below 2^61 ns, i.e. 146 and 73 years). The differences are all
+//! `T` below 2^61 ns, i.e. 146 and 73 years) and GCRA's arithmetic does not
+//! saturate: a refusal whose `TAT + cost × T` would pass 2^64 ns gets
+//! `retry_after == Nanos::MAX` ("never") from GCRA and the computed wait from
+//! the bucket (e.g. `T` = 2^60 ns, burst 8, all spent at 2^62 − 1 ns, then a
+//! cost of 8: GCRA says never, the bucket 2^63 ns). The differences are all
 //! stricter:
 //!
 //! * a refund fills the bucket to `burst - 1` at most; the last unit comes
 //!   with the next refill, at most `T` later (a bucket made full by a refund
-//!   would let its next token arrive early);
+//!   would let its next token arrive early). The same holds for a rollback in
+//!   [`All`](crate::All), which undoes with a refund: put a `TokenBucket`
+//!   last among the members, where it is never rolled back;
 //! * while calls race, a check may be refused that the tokens would have
 //!   covered: during an episode every `fetch_sub` is refused (the opener's
 //!   base may have covered a joiner); while a claim is being made or an
