@@ -93,11 +93,16 @@ impl Clock for MonotonicClock {
 /// check is one load and no write, so a precise clock is ~90 % of it).
 /// The price is resolution: `now()` lags the real time by up to `interval`
 /// plus however long the thread waits to be scheduled. A lagging clock only
-/// makes a limiter *stricter* — capacity returns late and the
-/// `retry_after` it reports is measured from an earlier `now`, so it is
-/// never too short — so pick an interval well below the quota's emission
-/// interval (1 ms suits quotas up to a few hundred per second per key;
-/// use [`MonotonicClock`] for finer ones).
+/// makes a limiter *stricter*: capacity returns late, never early. The lag
+/// differs from read to read, though, so a `retry_after` computed at one
+/// read can be too short by up to the lag at the next: a client that waits
+/// exactly that long may be refused once more. `Retry-After` in whole
+/// seconds rounded up covers the lag unless the exact wait ends within the
+/// lag before a whole second; to rule that out, add `interval` (plus a
+/// scheduling margin) to the wait before rounding.
+/// Pick an interval well below the quota's emission interval (1 ms suits
+/// quotas up to a few hundred per second per key; use [`MonotonicClock`]
+/// for finer ones).
 ///
 /// Every clone shares one thread; it stops (and is joined) when the last
 /// clone is dropped. Time never goes backwards: the thread stores the reads

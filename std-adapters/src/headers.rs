@@ -3,7 +3,7 @@
 //! opt-in `Warning`, in the styles the five seed APIs use.
 //!
 //! Rendering gives plain `(name, value)` pairs; with the `http` feature
-//! [`write_headers`] puts them into an `http::HeaderMap`.
+//! `write_headers` puts them into an `http::HeaderMap`.
 
 use tollgate_core::{Decision, Nanos};
 

@@ -2,9 +2,21 @@
 //!
 //! Rate limiting for Rust services, built on the lock-free, `no_std`
 //! [`tollgate-core`](tollgate_core). This crate re-exports the core and adds
-//! what needs `std`: a real [`MonotonicClock`]. Keyed stores, headers, 429
-//! bodies and the policy engine are being built (see the README's feature
-//! table).
+//! what needs `std`:
+//!
+//! - clocks: [`MonotonicClock`] and [`CoarseClock`], with a wall-clock
+//!   anchor for reset times ([`clock`], [`time_fmt`]);
+//! - [`keyed`]: fixed-capacity, lock-free keyed stores for millions of
+//!   clients (GCRA, window counters, per-key concurrency);
+//! - [`headers`]: `Retry-After`, `X-RateLimit-*` and the IETF `RateLimit`
+//!   fields (into `http::HeaderMap` with feature `http`);
+//! - `body` (feature `serde`): the 429 bodies of the seed APIs;
+//! - `policy` (feature `policy`, on by default): the declarative TOML policy
+//!   engine;
+//! - `redis` (feature `redis`): the same policies shared by a fleet;
+//! - `tower` (feature `tower`): a policy as tower middleware.
+//!
+//! The README's feature table says what each covers and how it is verified.
 //!
 //! ```
 //! use std::num::NonZeroU32;
