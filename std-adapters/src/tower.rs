@@ -59,10 +59,11 @@
 //!    the line if the client goes away; an admitted request goes on to the
 //!    service and its response gets the policy's headers.
 //! 3. **After the response.** A status the policy refunds (S4E: 304) gives
-//!    the request's units back at once. Otherwise the admission — and with
+//!    the request's units back at once. Either way the admission — and with
 //!    it any concurrency permit (S4E: 5 SSE streams per key) — lives in the
 //!    response body ([`RateLimitBody`]) until the body ends or is dropped,
-//!    which is when a client that disconnects is noticed.
+//!    which is when a client that disconnects is noticed (a refunded
+//!    response may still stream).
 //!
 //! Requests the engine cannot judge are answered, never a panic: no key and
 //! no anonymous plan → 401; a key the callback does not know → 401; a plan
@@ -380,15 +381,14 @@ where
             };
             put_headers(&mut parts.headers, headers);
             let status = parts.status.as_u16();
-            let hold = if config.engine.refunds(status) {
-                hold.complete(status);
-                None
-            } else {
-                Some(hold)
-            };
+            if config.engine.refunds(status) {
+                // The units go back now; the permits stay with the body
+                // (a refunded stream still runs until it ends).
+                hold.refund(status);
+            }
             Ok(Response::from_parts(
                 parts,
-                RateLimitBody::holding(body, hold),
+                RateLimitBody::holding(body, Some(hold)),
             ))
         })
     }

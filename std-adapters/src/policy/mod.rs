@@ -1580,6 +1580,28 @@ impl Engine {
         drop(admission);
     }
 
+    /// Gives an admitted request's units back, as [`complete`](Engine::complete)
+    /// does for `status`, but keeps its concurrency permits: they are
+    /// released when `admission` is dropped (or completed). For a response
+    /// whose status is known before it is over (a refunded SSE stream: the
+    /// request still runs). Returns whether units went back; they go back
+    /// once (a later `refund` or `complete` gives nothing more).
+    pub fn refund(&self, admission: &mut Admission<'_>, status: u16, now: Nanos) -> bool {
+        let refunds = |r: &mut Refund<'_>| r.engine.refund_status.contains(&status);
+        let Some(r) = admission.refund.take_if(refunds) else {
+            return false;
+        };
+        r.engine.refund_all(
+            r.members,
+            r.who.as_who(),
+            r.org.as_deref(),
+            r.factors,
+            r.charged_at,
+            now,
+        );
+        true
+    }
+
     /// Whether a response with `status` gives its units back at
     /// [`complete`](Engine::complete) (the policy's `refund_status`).
     pub fn refunds(&self, status: u16) -> bool {

@@ -8,8 +8,10 @@
 //! [`Hold`] is such a block, boxed. It checks the request (waiting in the
 //! policy's queue if it says so), hands the verdict out through a shared
 //! slot, then parks holding the admission. Dropping the `Hold` drops the
-//! admission (the permits are released); [`Hold::complete`] wakes it once
-//! more to call [`Engine::complete`] with the response status (refunds).
+//! admission (the permits are released); [`Hold::refund`] wakes it once
+//! more to call [`Engine::refund`] with the response status (the units go
+//! back at once), after which it parks again: the permits stay until the
+//! `Hold` is dropped with the response body.
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -75,7 +77,7 @@ pub(crate) enum Verdict {
 #[derive(Default)]
 struct Slot {
     verdict: Mutex<Option<Verdict>>,
-    /// The response status to complete with; 0 while the response runs.
+    /// The refunding response status; 0 until there is one.
     status: AtomicU16,
 }
 
@@ -123,8 +125,8 @@ impl Hold {
                 Err(verdict) => return Some(verdict),
             };
             shared.put(Verdict::Allowed(std::mem::take(&mut admission.headers)));
-            // Park until the owner knows the response status; the owner
-            // drops this block instead when there is nothing to refund.
+            // Park until the owner knows a refunding response status (the
+            // owner never wakes it when there is nothing to refund).
             let status = std::future::poll_fn(|_| {
                 // Relaxed: the owner stores and then polls on its own thread.
                 match shared.status.load(Ordering::Relaxed) {
@@ -133,7 +135,11 @@ impl Hold {
                 }
             })
             .await;
-            engine.complete(admission, status, clock.now());
+            engine.refund(&mut admission, status, clock.now());
+            // The request still runs (its body may stream on): keep the
+            // permits until the owner drops this block.
+            std::future::pending::<()>().await;
+            drop(admission);
             None
         };
         Hold {
@@ -150,7 +156,7 @@ impl Hold {
         match block.as_mut().poll(cx) {
             Poll::Ready(done) => {
                 self.block = None;
-                // `None` only after `complete`, which consumes the hold.
+                // Never `None`: after a refund the block parks for good.
                 Poll::Ready(done.unwrap_or(Verdict::Lost))
             }
             Poll::Pending => match self.slot.take() {
@@ -160,15 +166,26 @@ impl Hold {
         }
     }
 
-    /// Ends the admission with the response `status`: refunds its units
-    /// when the policy says so, and releases its permits.
-    pub(crate) fn complete(mut self, status: u16) {
-        // A status of 0 is no HTTP status; map it to one that refunds nothing.
-        let status = if status == 0 { 500 } else { status };
+    /// Refunds the admission's units for the response `status` when the
+    /// policy says so, keeping its permits: they are released when the
+    /// `Hold` is dropped (with the response body). Call it once, after the
+    /// verdict.
+    pub(crate) fn refund(&mut self, status: u16) {
+        // A status of 0 is no HTTP status (and would not wake the block).
+        if status == 0 {
+            return;
+        }
         self.slot.status.store(status, Ordering::Relaxed);
-        if let Some(mut block) = self.block.take() {
-            // Runs to the end at once: the block only waits for `status`.
-            let _ = block.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+        if let Some(block) = &mut self.block {
+            // Refunds at once (the block only waits for `status`), then
+            // parks again holding the permits: it never finishes.
+            if block
+                .as_mut()
+                .poll(&mut Context::from_waker(Waker::noop()))
+                .is_ready()
+            {
+                self.block = None;
+            }
         }
     }
 }
