@@ -106,9 +106,10 @@ pub struct AllDecision {
 ///   a refund would bring its next token early): a rollback that should
 ///   leave it full leaves it one unit short until its next refill, at most
 ///   `T` later — stricter, and with a burst of 1 the whole unit. Put a
-///   `TokenBucket` **last**: the last member is never rolled back (if it
-///   refuses, nothing of it was taken; if it admits, nobody after it can
-///   refuse).
+///   `TokenBucket` **last** in the outermost `All`: its last member is never
+///   rolled back (if it refuses, nothing of it was taken; if it admits,
+///   nobody after it can refuse). An `All` nested as a member is rolled back
+///   whole, its last member included.
 ///
 /// # Examples
 ///

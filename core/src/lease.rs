@@ -44,8 +44,9 @@ use crate::time::Nanos;
 ///
 /// // A holder that never releases: its slot comes back at the deadline.
 /// let crashed = scans.try_acquire_until(now, now + timeout).unwrap();
-/// // It took the slot `a` gave back, whose deadline was the same: a slot's
-/// // deadlines only increase, so this one is 1 ns later than asked.
+/// // It took the slot `a` gave back, whose deadline was the same: a new
+/// // deadline is later than every earlier holder's, so this one is 1 ns
+/// // later than asked.
 /// assert_eq!(crashed.deadline(), now + timeout + Nanos::new(1));
 /// crashed.forget();
 /// assert_eq!(scans.in_use(now), 2);
@@ -127,11 +128,13 @@ impl<const N: usize> LeaseSemaphore<N> {
         match self.slots.take_one(now, clamp(deadline)) {
             // The deadline stored may be later than asked for, when the slot
             // was given back by a lease with a later one (the clock stepped
-            // back): a slot's deadlines only increase (see `Slots`).
-            Some((idx, deadline)) => Ok(Lease {
+            // back): a new deadline is later than every earlier holder's
+            // (see `Slots`).
+            Some((idx, deadline, floor)) => Ok(Lease {
                 slots: &self.slots,
                 idx,
                 deadline,
+                floor,
             }),
             None => {
                 let scan = self.slots.scan(now);
@@ -186,6 +189,9 @@ pub struct Lease<'a, const N: usize> {
     slots: &'a Slots<N, true>,
     idx: usize,
     deadline: u64,
+    /// The deadline of the value this lease's slot held before (see
+    /// `Slots::take_one`): what a lease for ever leaves as its marker.
+    floor: u64,
 }
 
 impl<const N: usize> Lease<'_, N> {
@@ -235,7 +241,7 @@ impl<const N: usize> Drop for Lease<'_, N> {
     fn drop(&mut self) {
         // If the lease expired and the slot was taken again, the CAS fails and
         // the new holder keeps it.
-        let _ = self.slots.release(self.idx, self.deadline);
+        let _ = self.slots.release(self.idx, self.deadline, self.floor);
     }
 }
 
@@ -275,6 +281,31 @@ mod tests {
         drop(b);
         let e = sem.try_acquire_until(t(0), t(10));
         assert!(d_lease.is_err() || e.is_err(), "two leases of one (marker)");
+    }
+
+    /// Found by review of the fix above: with the latest marker after a
+    /// lease for ever, every later lease of that slot became one for ever
+    /// too (its deadline had to pass the marker), so a crashed holder of a
+    /// 10 ns lease kept the slot for good. A lease for ever now marks the
+    /// deadline it replaced.
+    #[test]
+    fn a_timed_lease_after_one_for_ever_still_expires() {
+        let sem = LeaseSemaphore::<1>::new();
+        let t = Nanos::new;
+        let old = sem.try_acquire_until(t(0), t(5)).unwrap();
+        // `old` expires; the slot goes to a lease for ever, then back.
+        drop(sem.try_acquire_until(t(5), Nanos::MAX).unwrap());
+        let timed = sem.try_acquire_until(t(5), t(15)).unwrap();
+        assert!(timed.deadline() > t(5) && timed.deadline() <= t(15));
+        timed.forget(); // crashed
+        assert_eq!(sem.in_use(t(14)), 1);
+        assert_eq!(sem.available(t(15)), 1);
+        // The stale `old` cannot free anyone's slot.
+        let next = sem.try_acquire_until(t(15), t(30)).unwrap();
+        drop(old);
+        assert_eq!(sem.in_use(t(20)), 1);
+        drop(next);
+        assert_eq!(sem.available(t(20)), 1);
     }
 
     /// Found by the `semaphore` fuzz target: an expired lease whose slot was

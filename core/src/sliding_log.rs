@@ -313,8 +313,10 @@ impl<const N: usize> SlidingLog<N> {
         if now.as_u64().saturating_sub(charged_at.as_u64()) >= self.window {
             return self.peek(now);
         }
-        // Entries admitted after the charge are not its.
-        self.free_through(now, cost, charged_at.min(now))
+        // Entries admitted after the charge are not its (with the clock
+        // stepped back, `now < charged_at`, the charge's own entry is still
+        // among those admitted by `charged_at`).
+        self.free_through(now, cost, charged_at)
     }
 
     /// Empties the log.

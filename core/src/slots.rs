@@ -14,11 +14,14 @@
 //! * For leases the deadline is the lease's expiry, and a lease given back
 //!   early leaves a *released marker* (`RELEASED | its deadline`) instead of
 //!   `0` (`Slots<N, true>`). The next holder's deadline is made later than
-//!   that one, so the deadlines one slot holds only ever increase and a
-//!   stale holder (its lease expired, the slot re-taken and given back, the
-//!   clock stepped back) can never match the current holder's value when it
-//!   releases or renews. Lease deadlines are below `RELEASED` (2^63 ns, 292
-//!   years) or `u64::MAX` (for ever). Found by the `semaphore` fuzz target.
+//!   that one, so a stale holder (its lease expired, the slot re-taken and
+//!   given back, the clock stepped back) can never match the current
+//!   holder's value when it releases or renews: every deadline a slot takes
+//!   is later than every earlier holder's still alive. (A lease for ever
+//!   marks the deadline it replaced instead of its own, so the leases after
+//!   it can expire; it is never stale itself, since `u64::MAX` never
+//!   expires.) Lease deadlines are below `RELEASED` (2^63 ns, 292 years) or
+//!   `u64::MAX` (for ever). Found by the `semaphore` fuzz target.
 //!
 //! # Memory ordering
 //!
@@ -69,15 +72,16 @@ impl<const N: usize, const MARKERS: bool> Slots<N, MARKERS> {
 
     /// The value a taker stores over `v` for a deadline `until`: `until`,
     /// except over a released marker, where it must be later than the
-    /// marker's deadline (so a slot's deadlines only increase).
+    /// marker's deadline (so it is later than every earlier holder's that
+    /// may still be alive).
     #[inline]
     fn taken_value(v: u64, until: u64) -> u64 {
         if MARKERS && v & RELEASED != 0 {
             let after = (v & !RELEASED) + 1;
             // The latest marker (deadline 2^63 − 2) gives "for ever": a
             // deadline of 2^63 − 1 here could expire and be taken over the
-            // same marker again, equal to a stale holder's (deadlines must
-            // strictly increase).
+            // same marker again, equal to a stale holder's (a new deadline
+            // must pass every stale holder's).
             if after >= RELEASED - 1 {
                 u64::MAX
             } else {
@@ -187,9 +191,11 @@ impl<const N: usize, const MARKERS: bool> Slots<N, MARKERS> {
     }
 
     /// Takes one slot free at `now`, setting it to `until` (with markers,
-    /// possibly later: see `taken_value`). Returns its index and the value
-    /// stored, or `None` if every slot is taken.
-    pub(crate) fn take_one(&self, now: u64, until: u64) -> Option<(usize, u64)> {
+    /// possibly later: see `taken_value`). Returns its index, the value
+    /// stored and the *floor* — the deadline of the value it replaced, at or
+    /// above every earlier holder's (pass it to `release`) — or `None` if
+    /// every slot is taken.
+    pub(crate) fn take_one(&self, now: u64, until: u64) -> Option<(usize, u64, u64)> {
         let start = self.start();
         for i in 0..N {
             let idx = (start + i) % N;
@@ -203,7 +209,8 @@ impl<const N: usize, const MARKERS: bool> Slots<N, MARKERS> {
                 match slot.compare_exchange_weak(v, value, Ordering::Acquire, Ordering::Relaxed) {
                     Ok(_) => {
                         self.set_hint(idx + 1);
-                        return Some((idx, value));
+                        let floor = if MARKERS { v & !RELEASED } else { v };
+                        return Some((idx, value, floor));
                     }
                     Err(actual) => v = actual,
                 }
@@ -274,11 +281,18 @@ impl<const N: usize, const MARKERS: bool> Slots<N, MARKERS> {
     }
 
     /// Frees slot `idx` if it still holds `until` (a lease ending), leaving
-    /// a released marker with markers, `0` without.
-    pub(crate) fn release(&self, idx: usize, until: u64) -> bool {
+    /// a released marker with markers, `0` without. `floor` is what
+    /// `take_one` returned for this holder.
+    pub(crate) fn release(&self, idx: usize, until: u64, floor: u64) -> bool {
         let to = if MARKERS {
-            // A lease for ever (`u64::MAX`) leaves the latest marker.
-            RELEASED | until.min(RELEASED - 2)
+            // The marker must be at or above every *other* holder's deadline
+            // that may still be alive (stale holders); this one's own is gone
+            // with it. A timed lease marks its deadline (as ever); a lease
+            // for ever (`u64::MAX`) marks its floor, so the next holder's
+            // deadline can expire again (marking `u64::MAX` would make every
+            // later lease of the slot one for ever).
+            let mark = if until == u64::MAX { floor } else { until };
+            RELEASED | mark.min(RELEASED - 2)
         } else {
             0
         };

@@ -71,7 +71,8 @@
 //!   with the next refill, at most `T` later (a bucket made full by a refund
 //!   would let its next token arrive early). The same holds for a rollback in
 //!   [`All`](crate::All), which undoes with a refund: put a `TokenBucket`
-//!   last among the members, where it is never rolled back;
+//!   last among the members of the outermost `All`, where it is never rolled
+//!   back;
 //! * while calls race, a check may be refused that the tokens would have
 //!   covered: during an episode every `fetch_sub` is refused (the opener's
 //!   base may have covered a joiner); while a claim is being made or an

@@ -32,8 +32,9 @@
 //! re-taken after its deadline and given back could see the slot taken again
 //! with the *same* deadline; dropping the stale lease then freed the new
 //! holder's slot and a fifth lease fit into four. A lease given back early
-//! now leaves a released marker, and a slot's deadlines only increase (a
-//! grant may be later than asked; renewals never move a deadline earlier).
+//! now leaves a released marker, and a new deadline is later than every
+//! earlier holder's still alive (a grant may be later than asked; renewals
+//! never move a deadline earlier).
 //! The inputs are seeds (`corpus/semaphore/*lease*aba*`).
 #![no_main]
 

@@ -1155,6 +1155,13 @@ impl<A: KeyedAlgorithm, S: BuildHasher> KeyedLimiter<A, S> {
     /// Gives back `cost` units of `key` that were admitted but not used
     /// (never beyond a fresh state). Returns the state after. A key not
     /// tracked is already fresh: nothing to give back.
+    ///
+    /// Refund promptly, at a `now` no older than the key's last check: for
+    /// the window algorithms the units come off the window the *stored* state
+    /// holds, which is a later one than the charge's if the window rolled
+    /// over (or another thread counted there with a fresher clock) — one unit
+    /// too many given back. [`refund_since`](Self::refund_since) gives only
+    /// what the charge still weighs; the policy engine uses it.
     pub fn refund<K: Hash + ?Sized>(
         &self,
         key: &K,
