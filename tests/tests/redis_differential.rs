@@ -562,3 +562,48 @@ fn a_stale_refund_gives_nothing_from_a_later_window() {
         );
     }
 }
+
+/// Found by review: a refund that brought a window's count to 0 deleted the
+/// key, forgetting the window index the core keeps. A check with an older
+/// time (a caller whose clock is behind, passing its own time) then started
+/// an earlier window, which callers with fresher clocks ignore as over:
+/// one more admitted in the current window than its limit. Kept, the stale
+/// check counts against the stored window, as in process.
+#[test]
+fn a_refund_to_zero_keeps_the_window() {
+    let Some(server) = Server::start("a_refund_to_zero_keeps_the_window") else {
+        return;
+    };
+    let rt = runtime();
+    let redis = limiter(&server);
+    let second = Nanos::from_secs(1);
+    let rules = [
+        RedisRule::fixed(FixedRule::new(nz(1), second, Nanos::ZERO).unwrap()).unwrap(),
+        RedisRule::sliding(SlidingRule::new(nz(1), second).unwrap()).unwrap(),
+    ];
+    for (i, rule) in rules.into_iter().enumerate() {
+        let tag = format!("zero{i}");
+        let m = [Member::new("k", rule, 1)];
+        let charged = Nanos::from_millis(1_500);
+        let check = |t: Nanos| rt.block_on(redis.check_all_at(&tag, &m, t)).decision;
+        assert!(check(charged).is_allowed(), "{i}");
+        let back = rt
+            .block_on(redis.refund_to_since_at(
+                Source::Redis,
+                &tag,
+                &m,
+                charged,
+                Nanos::from_millis(1_600),
+            ))
+            .expect("Redis answers");
+        assert_eq!(back.members[0].remaining, 1, "{i}: the refund gave back");
+        // A caller whose clock is a second behind.
+        assert!(check(Nanos::from_millis(500)).is_allowed(), "{i}");
+        // The sliding window's previous count still weighs in the next one.
+        let later = Nanos::from_millis(if i == 0 { 1_700 } else { 2_100 });
+        assert!(
+            !check(later).is_allowed(),
+            "{i}: the stale admission was forgotten"
+        );
+    }
+}

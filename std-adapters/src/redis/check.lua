@@ -226,10 +226,10 @@ local function fixed_refund(state, cost, ws, offset)
         -- (stricter; as the core's `FixedRule::refunded_since`).
         return nil
     end
+    -- Kept even at 0 (as the core keeps the window index): a check with an
+    -- older time (a caller's clock behind) then counts against this window
+    -- instead of starting an earlier one that fresher callers ignore.
     local left = count - math.min(cost, count)
-    if left == 0 then
-        return '', {0, 0}
-    end
     return int(index) .. ':' .. int(left), to_end
 end
 
@@ -323,7 +323,11 @@ local function sliding_refund(state, cost, ws)
     local left = curr - math.min(cost, curr)
     local ttl = sliding_reset(prev, left, elapsed, lead, ws)
     if is_zero(ttl) then
-        return '', ttl
+        -- Nothing weighs any more; keep the window index to its end anyway
+        -- (as the core does), for checks with an older time (see
+        -- `fixed_refund`).
+        local rest = ws * E9 - elapsed
+        ttl = {math.floor(rest / E9), rest % E9}
     end
     return int(index) .. ':' .. int(prev) .. ':' .. int(left), ttl
 end
