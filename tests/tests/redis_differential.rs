@@ -520,6 +520,31 @@ fn one_call_is_one_cluster_slot() {
     }
 }
 
+/// One unit a second, as a fixed and as a sliding window.
+fn one_per_second_windows() -> [RedisRule; 2] {
+    let second = Nanos::from_secs(1);
+    [
+        RedisRule::fixed(FixedRule::new(nz(1), second, Nanos::ZERO).unwrap()).unwrap(),
+        RedisRule::sliding(SlidingRule::new(nz(1), second).unwrap()).unwrap(),
+    ]
+}
+
+/// Refunds `m`'s units charged at `charged` in Redis at `now`; what the
+/// first member has left after.
+fn refund_in_redis(
+    rt: &tokio::runtime::Runtime,
+    redis: &RedisLimiter,
+    tag: &str,
+    m: &[Member<'_>],
+    charged: Nanos,
+    now: Nanos,
+) -> u32 {
+    let back = rt
+        .block_on(redis.refund_to_since_at(Source::Redis, tag, m, charged, now))
+        .expect("Redis answers");
+    back.members[0].remaining
+}
+
 /// A refund whose `now` is still in its charge's window while the key
 /// already holds a later window (another caller's fresher time, or a clock
 /// stepping back) gives nothing from that later window — in the script as
@@ -532,11 +557,7 @@ fn a_stale_refund_gives_nothing_from_a_later_window() {
     };
     let rt = runtime();
     let redis = limiter(&server);
-    let second = Nanos::from_secs(1);
-    let rules = [
-        RedisRule::fixed(FixedRule::new(nz(1), second, Nanos::ZERO).unwrap()).unwrap(),
-        RedisRule::sliding(SlidingRule::new(nz(1), second).unwrap()).unwrap(),
-    ];
+    let rules = one_per_second_windows();
     for (i, rule) in rules.into_iter().enumerate() {
         let tag = format!("stale{i}");
         let m = [Member::new("k", rule, 1)];
@@ -546,16 +567,8 @@ fn a_stale_refund_gives_nothing_from_a_later_window() {
         let check = |t: Nanos| rt.block_on(redis.check_all_at(&tag, &m, t)).decision;
         assert!(check(charged).is_allowed(), "{i}");
         assert!(check(later).is_allowed(), "{i}");
-        let back = rt
-            .block_on(redis.refund_to_since_at(
-                Source::Redis,
-                &tag,
-                &m,
-                charged,
-                Nanos::from_millis(1_999),
-            ))
-            .expect("Redis answers");
-        assert_eq!(back.members[0].remaining, 0, "{i}: the mirror gave back");
+        let left = refund_in_redis(&rt, &redis, &tag, &m, charged, Nanos::from_millis(1_999));
+        assert_eq!(left, 0, "{i}: the mirror gave back");
         assert!(
             !check(later).is_allowed(),
             "{i}: the later window admitted twice"
@@ -576,27 +589,15 @@ fn a_refund_to_zero_keeps_the_window() {
     };
     let rt = runtime();
     let redis = limiter(&server);
-    let second = Nanos::from_secs(1);
-    let rules = [
-        RedisRule::fixed(FixedRule::new(nz(1), second, Nanos::ZERO).unwrap()).unwrap(),
-        RedisRule::sliding(SlidingRule::new(nz(1), second).unwrap()).unwrap(),
-    ];
+    let rules = one_per_second_windows();
     for (i, rule) in rules.into_iter().enumerate() {
         let tag = format!("zero{i}");
         let m = [Member::new("k", rule, 1)];
         let charged = Nanos::from_millis(1_500);
         let check = |t: Nanos| rt.block_on(redis.check_all_at(&tag, &m, t)).decision;
         assert!(check(charged).is_allowed(), "{i}");
-        let back = rt
-            .block_on(redis.refund_to_since_at(
-                Source::Redis,
-                &tag,
-                &m,
-                charged,
-                Nanos::from_millis(1_600),
-            ))
-            .expect("Redis answers");
-        assert_eq!(back.members[0].remaining, 1, "{i}: the refund gave back");
+        let left = refund_in_redis(&rt, &redis, &tag, &m, charged, Nanos::from_millis(1_600));
+        assert_eq!(left, 1, "{i}: the refund gave back");
         // A caller whose clock is a second behind.
         assert!(check(Nanos::from_millis(500)).is_allowed(), "{i}");
         // The sliding window's previous count still weighs in the next one.

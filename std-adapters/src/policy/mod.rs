@@ -1564,19 +1564,8 @@ impl Engine {
     /// the bucket has regenerated that much on its own. So a 304 answered at
     /// once costs nothing, and a slow one can never make a later window or a
     /// refilled bucket admit more than its limit.
-    pub fn complete(&self, admission: Admission<'_>, status: u16, now: Nanos) {
-        if let Some(r) = &admission.refund {
-            if r.engine.refund_status.contains(&status) {
-                r.engine.refund_all(
-                    r.members,
-                    r.who.as_who(),
-                    r.org.as_deref(),
-                    r.factors,
-                    r.charged_at,
-                    now,
-                );
-            }
-        }
+    pub fn complete(&self, mut admission: Admission<'_>, status: u16, now: Nanos) {
+        self.refund(&mut admission, status, now);
         drop(admission);
     }
 
