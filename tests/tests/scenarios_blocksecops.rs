@@ -286,6 +286,19 @@ fn concurrent_scans(plan: &str, max: u32) {
         assert_eq!(r.body, concurrent_body(max, max));
         assert_eq!(r.retry_after, None);
         assert!(r.headers.iter().all(|(n, _)| *n != "Retry-After"));
+        // "Every API response includes rate limit information" (found by
+        // review: this 429 had none).
+        for name in [
+            "X-RateLimit-Limit",
+            "X-RateLimit-Remaining",
+            "X-RateLimit-Reset",
+        ] {
+            assert!(
+                r.headers.iter().any(|(n, _)| *n == name),
+                "{name} missing: {:?}",
+                r.headers
+            );
+        }
     }
     // Refusals charged nothing.
     assert_eq!(e.usage("acme", plan, secs(1)).unwrap(), before);

@@ -380,6 +380,23 @@ fn cybervault_queue_depth_is_per_key_and_endpoint() {
         // The line is full: refused, nothing charged.
         let d = deny(e.check(r, Nanos::ZERO).unwrap());
         assert_eq!(d.status, 429);
+        // "Every API response includes rate limit headers": the binding
+        // window as it stands, then the queue's longest wait (found by
+        // review: only Retry-After was sent).
+        let names: Vec<&str> = d.headers.iter().map(|(n, _)| *n).collect();
+        assert_eq!(
+            names,
+            [
+                "X-RateLimit-Limit",
+                "X-RateLimit-Remaining",
+                "X-RateLimit-Reset",
+                "X-RateLimit-Window",
+                "Retry-After"
+            ],
+            "{:?}",
+            d.headers
+        );
+        assert_eq!(d.headers[4].1, "60");
     }
     assert_eq!(waiting.len(), 100);
     // Another developer key: its own lines.

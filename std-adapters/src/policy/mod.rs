@@ -1432,31 +1432,13 @@ impl Engine {
         org: Option<&str>,
         now: Nanos,
     ) -> Result<Admission<'e>, Denial> {
-        let combo = &self.combos[plan * (self.endpoints.len() + 1) + endpoint.map_or(0, |e| e + 1)];
+        let combo = self.combo(plan, endpoint);
         let members = &combo.members[..];
         let factor = self.boost_of(who, now);
         let pool_factor = org.map_or(1, |o| self.pool_factor(o, factor, now));
-        // Whose budget each member spends, at what boost; `None`: the org
-        // pool of a request without an organisation (skipped).
-        let subject = |m: &Member| match (m.pool, org) {
-            (false, _) => Some((who, factor)),
-            (true, Some(o)) => Some((Who::Org(o), pool_factor)),
-            (true, None) => None,
-        };
-        let untouched = Decision::Allowed {
-            remaining: u32::MAX,
-            reset_after: Nanos::ZERO,
-        };
-        // Every member's read-only decision for its units (`charge`) or for
-        // none (its standing); skipped members stay `untouched`.
+        let subject = |m: &Member| subject(m, who, org, (factor, pool_factor));
         let probe = |charge: bool| {
-            let mut out = [untouched; MAX_MEMBERS];
-            for (i, m) in members.iter().enumerate() {
-                let Some((w, f)) = subject(m) else { continue };
-                let units = if charge { m.units } else { 0 };
-                out[i] = self.apply(&self.rules[m.rule], w, units, f, now, Op::Probe);
-            }
-            out
+            self.probe_members(members, who, org, (factor, pool_factor), charge, now)
         };
         // Phase 1: probe everything read-only; the refusal with the longest
         // wait binds (the first of equal ones).
@@ -1517,6 +1499,55 @@ impl Engine {
             refund,
             permits,
         })
+    }
+
+    /// The members and concurrency limits of `plan` on `endpoint`.
+    fn combo(&self, plan: usize, endpoint: Option<usize>) -> &Combo {
+        &self.combos[plan * (self.endpoints.len() + 1) + endpoint.map_or(0, |e| e + 1)]
+    }
+
+    /// Every member's read-only decision at `now` for its units (`charge`)
+    /// or for none (its standing); members without a subject (see
+    /// [`subject`]) read as untouched.
+    fn probe_members(
+        &self,
+        members: &[Member],
+        who: Who<'_>,
+        org: Option<&str>,
+        factors: (u32, u32),
+        charge: bool,
+        now: Nanos,
+    ) -> [Decision; MAX_MEMBERS] {
+        let mut out = [Decision::Allowed {
+            remaining: u32::MAX,
+            reset_after: Nanos::ZERO,
+        }; MAX_MEMBERS];
+        for (i, m) in members.iter().enumerate() {
+            let Some((w, f)) = subject(m, who, org, factors) else {
+                continue;
+            };
+            let units = if charge { m.units } else { 0 };
+            out[i] = self.apply(&self.rules[m.rule], w, units, f, now, Op::Probe);
+        }
+        out
+    }
+
+    /// The binding window of `who` on `plan`/`endpoint` as it stands at
+    /// `now`, for the headers of a refusal that binds no window (a full
+    /// queue).
+    fn standing(
+        &self,
+        who: Who<'_>,
+        plan: usize,
+        endpoint: Option<usize>,
+        org: Option<&str>,
+        now: Nanos,
+    ) -> Option<RateLimitInfo> {
+        let members = &self.combo(plan, endpoint).members[..];
+        let factor = self.boost_of(who, now);
+        let pool_factor = org.map_or(1, |o| self.pool_factor(o, factor, now));
+        let decisions = self.probe_members(members, who, org, (factor, pool_factor), false, now);
+        self.info(members, &decisions, factor)
     }
 
     /// Gives back at `now` what `members` were charged at `charged_at`, as
@@ -1784,18 +1815,17 @@ impl Engine {
         now: Nanos,
     ) -> Denial {
         let now_unix = self.now_unix(now);
+        // "Every API response includes rate limit information" (BlockSecOps,
+        // S4E): the binding window as it stands.
+        let mut headers: Vec<(&'static str, String)> = window
+            .map(|info| self.header_style.render(&info, now_unix))
+            .unwrap_or_default();
+        headers.retain(|(k, _)| *k != "Retry-After");
         // BlockSecOps' CONCURRENT_LIMIT answer carries no wait ("wait for a
         // scan to complete"); the other styles announce the shortest one.
-        let headers = if self.body_style == BodyStyle::Blocksecops {
-            Vec::new()
-        } else {
-            let mut h: Vec<(&'static str, String)> = window
-                .map(|info| self.header_style.render(&info, now_unix))
-                .unwrap_or_default();
-            h.retain(|(k, _)| *k != "Retry-After");
-            h.extend(self.retry_after_only(Nanos::from_secs(1), now_unix));
-            h
-        };
+        if self.body_style != BodyStyle::Blocksecops {
+            headers.extend(self.retry_after_only(Nanos::from_secs(1), now_unix));
+        }
         Denial {
             status: 429,
             headers,
@@ -1865,7 +1895,10 @@ impl Engine {
             // Full: refused, with the refusal that sent it here, or (when it
             // only lined up behind others) a refusal for the longest wait.
             // Nothing is charged either way.
-            let d = refusal.unwrap_or_else(|| self.deny_queue_full(max_wait, now));
+            let d = refusal.unwrap_or_else(|| {
+                let window = self.standing(who, plan, endpoint, org, now);
+                self.deny_queue_full(max_wait, window, now)
+            });
             return Outcome::Denied(d);
         }
         // Relaxed: ticket ids only need to be unique.
@@ -1890,7 +1923,16 @@ impl Engine {
         })
     }
 
-    fn deny_queue_full(&self, max_wait: Nanos, now: Nanos) -> Denial {
+    /// A 429 for a full queue (or a ticket whose deadline passed before it
+    /// reached the head of the line): the queue's longest wait, and the
+    /// binding window's headers as it stands ("every API response includes
+    /// rate limit headers").
+    fn deny_queue_full(
+        &self,
+        max_wait: Nanos,
+        window: Option<RateLimitInfo>,
+        now: Nanos,
+    ) -> Denial {
         let info = RateLimitInfo {
             limit: 0,
             remaining: 0,
@@ -1900,12 +1942,33 @@ impl Engine {
             window: max_wait,
         };
         let now_unix = self.now_unix(now);
+        let mut headers: Vec<(&'static str, String)> = window
+            .map(|w| self.header_style.render(&w, now_unix))
+            .unwrap_or_default();
+        headers.retain(|(k, _)| *k != "Retry-After");
+        headers.extend(self.retry_after_only(max_wait, now_unix));
         Denial {
             status: 429,
-            headers: self.retry_after_only(max_wait, now_unix),
+            headers,
             body: body(self.body_style, &Refusal::Rate(info), now_unix),
             retry_after: Some(max_wait),
         }
+    }
+}
+
+/// Whose budget member `m` spends, at what boost: the caller's, or its
+/// organisation's for the org pool; `None` for the org pool of a request
+/// without an organisation (skipped).
+fn subject<'w>(
+    m: &Member,
+    who: Who<'w>,
+    org: Option<&'w str>,
+    (factor, pool_factor): (u32, u32),
+) -> Option<(Who<'w>, u32)> {
+    match (m.pool, org) {
+        (false, _) => Some((who, factor)),
+        (true, Some(o)) => Some((Who::Org(o), pool_factor)),
+        (true, None) => None,
     }
 }
 
@@ -2004,7 +2067,9 @@ impl<'e> Ticket<'e> {
         } else if now >= self.deadline {
             self.leave();
             let max_wait = self.deadline.saturating_sub(self.enqueued_at);
-            return Polled::Ready(Outcome::Denied(e.deny_queue_full(max_wait, now)));
+            let who = self.queue.0.as_who();
+            let window = e.standing(who, self.plan, self.endpoint, self.org.as_deref(), now);
+            return Polled::Ready(Outcome::Denied(e.deny_queue_full(max_wait, window, now)));
         }
         Polled::Pending(self)
     }

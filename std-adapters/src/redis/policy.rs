@@ -78,7 +78,7 @@ impl Engine {
         }
         let (who, plan, org) = self.resolve(req)?;
         let endpoint = self.endpoint(req);
-        let combo = &self.combos[plan * (self.endpoints.len() + 1) + endpoint.map_or(0, |e| e + 1)];
+        let combo = self.combo(plan, endpoint);
         let factor = self.boost_of(who, now);
         let pool_factor = org.map_or(1, |o| self.pool_factor(o, factor, now));
         let members = combo
