@@ -379,13 +379,16 @@ where
             let Some(headers) = headers else {
                 return Ok(Response::from_parts(parts, RateLimitBody::new(body)));
             };
-            put_headers(&mut parts.headers, headers);
             let status = parts.status.as_u16();
-            if config.engine.refunds(status) {
-                // The units go back now; the permits stay with the body
-                // (a refunded stream still runs until it ends).
-                hold.refund(status);
-            }
+            // A refunded status: the units go back now, and the headers say
+            // so (S4E: a 304 consumes no token); the permits stay with the
+            // body (a refunded stream still runs until it ends).
+            let headers = if config.engine.refunds(status) {
+                hold.refund(status).unwrap_or(headers)
+            } else {
+                headers
+            };
+            put_headers(&mut parts.headers, headers);
             Ok(Response::from_parts(
                 parts,
                 RateLimitBody::holding(body, Some(hold)),

@@ -363,8 +363,13 @@ fn s4e_sixth_sse_stream_denied_and_freed_on_drop() {
 fn s4e_304_costs_nothing() {
     let e = engine();
     let req = get("k", "standard");
-    let a = admit(e.check(&req, Nanos::ZERO).unwrap());
+    let mut a = admit(e.check(&req, Nanos::ZERO).unwrap());
     assert_eq!(a.headers, ok_headers(100, 99, T0 + 60));
+    // Refunded before the response goes out, the headers say what it cost:
+    // nothing ("without consuming a rate limit token").
+    assert!(e.refund(&mut a, 304, Nanos::ZERO));
+    assert_eq!(a.headers[..2], ok_headers(100, 100, T0 + 60)[..2]);
+    assert!(!e.refund(&mut a, 304, Nanos::ZERO), "refunded once");
     e.complete(a, 304, secs(1));
     // The token came back: the next request sees 99 left again.
     let a = admit(e.check(&req, secs(1)).unwrap());

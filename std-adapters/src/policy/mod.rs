@@ -1606,19 +1606,23 @@ impl Engine {
     /// whose status is known before it is over (a refunded SSE stream: the
     /// request still runs). Returns whether units went back; they go back
     /// once (a later `refund` or `complete` gives nothing more).
+    ///
+    /// When units went back, `admission.headers` is rendered again as the
+    /// binding window stands after the refund, so the response can say what
+    /// it cost (S4E: a `304` "without consuming a rate limit token" reports
+    /// the token as still there).
     pub fn refund(&self, admission: &mut Admission<'_>, status: u16, now: Nanos) -> bool {
         let refunds = |r: &mut Refund<'_>| r.engine.refund_status.contains(&status);
         let Some(r) = admission.refund.take_if(refunds) else {
             return false;
         };
-        r.engine.refund_all(
-            r.members,
-            r.who.as_who(),
-            r.org.as_deref(),
-            r.factors,
-            r.charged_at,
-            now,
-        );
+        let (e, who, org) = (r.engine, r.who.as_who(), r.org.as_deref());
+        e.refund_all(r.members, who, org, r.factors, r.charged_at, now);
+        let standing = e.probe_members(r.members, who, org, r.factors, false, now);
+        admission.headers = e
+            .info(r.members, &standing, r.factors.0)
+            .map(|info| e.header_style.render(&info, e.now_unix(now)))
+            .unwrap_or_default();
         true
     }
 

@@ -135,7 +135,10 @@ impl Hold {
                 }
             })
             .await;
-            engine.refund(&mut admission, status, clock.now());
+            if engine.refund(&mut admission, status, clock.now()) {
+                // The headers as the window stands after the refund.
+                shared.put(Verdict::Allowed(std::mem::take(&mut admission.headers)));
+            }
             // The request still runs (its body may stream on): keep the
             // permits until the owner drops this block.
             std::future::pending::<()>().await;
@@ -168,12 +171,13 @@ impl Hold {
 
     /// Refunds the admission's units for the response `status` when the
     /// policy says so, keeping its permits: they are released when the
-    /// `Hold` is dropped (with the response body). Call it once, after the
-    /// verdict.
-    pub(crate) fn refund(&mut self, status: u16) {
+    /// `Hold` is dropped (with the response body). Returns the rate-limit
+    /// headers as they stand after the refund, if units went back. Call it
+    /// once, after the verdict.
+    pub(crate) fn refund(&mut self, status: u16) -> Option<Vec<(&'static str, String)>> {
         // A status of 0 is no HTTP status (and would not wake the block).
         if status == 0 {
-            return;
+            return None;
         }
         self.slot.status.store(status, Ordering::Relaxed);
         if let Some(block) = &mut self.block {
@@ -186,6 +190,10 @@ impl Hold {
             {
                 self.block = None;
             }
+        }
+        match self.slot.take() {
+            Some(Verdict::Allowed(headers)) => Some(headers),
+            _ => None,
         }
     }
 }
