@@ -1482,7 +1482,17 @@ impl Engine {
                 }
             }
         }
-        let headers = match self.info(members, &decisions, factor) {
+        // No limit of this request's to report (an "unlimited" class, e.g.
+        // the scanner API's Enterprise scans): "every API response includes
+        // headers", so report the plan's general limits as they stand, which
+        // this request did not spend.
+        let info = self.info(members, &decisions, factor).or_else(|| {
+            endpoint
+                .is_some()
+                .then(|| self.standing(who, plan, None, org, now))
+                .flatten()
+        });
+        let headers = match info {
             Some(info) => self.header_style.render(&info, self.now_unix(now)),
             None => Vec::new(),
         };

@@ -143,7 +143,10 @@ impl<'e> External<'e> {
     }
 
     /// Headers of an admitted request; `decisions` per engine member (any
-    /// allowed value for the skipped ones).
+    /// allowed value for the skipped ones). A request with no limit of its
+    /// own to report (an "unlimited" class) gets none here; in process the
+    /// engine reports the plan's general limits instead, which over Redis
+    /// would cost another round trip for a read-out.
     pub(crate) fn admitted(
         &self,
         decisions: &[Decision],
