@@ -156,7 +156,8 @@ pub struct HeaderStyle {
     pub x_ratelimit: bool,
     /// How `X-RateLimit-Reset` is written.
     pub reset: ResetFormat,
-    /// `X-RateLimit-Window: <name>` (CyberVault: `sliding_60s`).
+    /// `X-RateLimit-Window: <name>` (CyberVault: `sliding_60s`); `{window}`
+    /// in it stands for the reported window's length in seconds.
     pub window_name: Option<String>,
     /// The IETF `RateLimit-Policy` and `RateLimit` fields
     /// (draft-ietf-httpapi-ratelimit-headers) under this policy name.
@@ -192,16 +193,34 @@ impl HeaderStyle {
         }
     }
 
-    /// Adds `X-RateLimit-Window: name`.
+    /// Adds `X-RateLimit-Window: name`. `{window}` in `name` is replaced by
+    /// the length in seconds of the window the headers report (the one that
+    /// binds), so `"sliding_{window}s"` says `sliding_60s` while the minute
+    /// binds and `sliding_3600s` when the hour does — Limit, Remaining,
+    /// Reset and Window then always describe one window.
     ///
     /// Characters outside printable ASCII (control characters such as CR and
     /// LF, non-ASCII) are dropped, so the value is always a valid header
     /// value.
     ///
     /// ```
-    /// use tollgate::headers::HeaderStyle;
+    /// use tollgate::headers::{HeaderStyle, RateLimitInfo};
+    /// use tollgate::Nanos;
+    ///
     /// let h = HeaderStyle::x_ratelimit().with_window_name("sliding_60s\r\nX-Evil: 1");
     /// assert_eq!(h.window_name.as_deref(), Some("sliding_60sX-Evil: 1"));
+    ///
+    /// let h = HeaderStyle::x_ratelimit().with_window_name("sliding_{window}s");
+    /// let hour = RateLimitInfo {
+    ///     limit: 1000,
+    ///     remaining: 10,
+    ///     reset_after: Nanos::from_secs(600),
+    ///     retry_after: None,
+    ///     refused: false,
+    ///     window: Nanos::from_secs(3600),
+    /// };
+    /// let out = h.render(&hour, Nanos::from_secs(1_700_000_000));
+    /// assert!(out.contains(&("X-RateLimit-Window", "sliding_3600s".to_string())));
     /// ```
     pub fn with_window_name(mut self, name: &str) -> HeaderStyle {
         self.window_name = Some(name.chars().filter(|c| (' '..='~').contains(c)).collect());
@@ -260,7 +279,8 @@ impl HeaderStyle {
             out.push(("X-RateLimit-Reset", reset.to_string()));
         }
         if let Some(name) = &self.window_name {
-            out.push(("X-RateLimit-Window", name.clone()));
+            let secs = info.window.as_secs_ceil().to_string();
+            out.push(("X-RateLimit-Window", name.replace("{window}", &secs)));
         }
         if let Some(name) = &self.ietf_policy {
             let name = sf_string(name);
