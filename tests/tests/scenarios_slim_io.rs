@@ -5,9 +5,9 @@
 //! `{"status":"error",...}` 429 body without a wait.
 //!
 //! Readings (see `policies/README.md`): the tenant is the request's
-//! organisation; requests past the concurrency limit are refused for now
-//! (the page's queueing is not built); scan limits are twice the general
-//! ones. The engine's zero is 2024-04-28T12:00:00Z (Unix 1 714 305 600), a
+//! organisation; requests past the concurrency limit wait in one FIFO per
+//! tenant, at most the per-minute limit in all, each for at most a minute;
+//! scan limits are twice the general ones. The engine's zero is 2024-04-28T12:00:00Z (Unix 1 714 305 600), a
 //! whole hour.
 
 use serde_json::json;
@@ -185,7 +185,7 @@ fn concurrency(plan: &str, max: u32, depth: u32) {
         .collect();
     let before = e.usage("acme", plan, Nanos::ZERO).unwrap();
     // "Requests beyond the burst limit are queued, not rejected": one more
-    // waits (FIFO per tenant and route), charged nothing yet.
+    // waits (one FIFO per tenant, all routes), charged nothing yet.
     let first = queued(e.check(&r, Nanos::ZERO).unwrap());
     assert_eq!(first.retry_at(), None, "waits for a slot, not for time");
     let scan_waits = queued(e.check(&scan, Nanos::ZERO).unwrap());
@@ -208,22 +208,32 @@ fn concurrency(plan: &str, max: u32, depth: u32) {
     let second = pending(second, secs(1));
     held.push(admit(ready(first, secs(1))));
     let second = pending(second, secs(1));
-    // A slot frees while the second waits: a newcomer does not take it but
-    // queues behind (FIFO), and the second, first in line, gets it.
+    // A slot frees while the others wait: a newcomer does not take it but
+    // queues behind (FIFO), and the scan, first in line (one line for all
+    // the tenant's routes), gets it before the second.
     drop(held.pop());
     let newcomer = queued(e.check(&r, secs(2)).unwrap());
     let newcomer = pending(newcomer, secs(2));
-    held.push(admit(ready(second, secs(2))));
-    // Cancelling leaves the line: the scan that waited is still served.
+    let second = pending(second, secs(2));
+    held.push(admit(ready(scan_waits, secs(2))));
+    // Cancelling leaves the line: the second is still served.
     drop(newcomer);
     drop(held.pop());
-    held.push(admit(ready(scan_waits, secs(3))));
-    // The queue holds at most `depth` ("up to the per-minute limit"): one
-    // more is refused with the page's body.
+    held.push(admit(ready(second, secs(3))));
+    // The queue holds at most `depth` in all, whatever the routes ("queued
+    // ... up to the per-minute limit", per tenant; found by review: it was
+    // `depth` per route): one more of either route is refused with the
+    // page's body.
     let line: Vec<_> = (0..depth)
-        .map(|_| queued(e.check(&r, secs(4)).unwrap()))
+        .map(|i| {
+            queued(
+                e.check(if i % 2 == 0 { &r } else { &scan }, secs(4))
+                    .unwrap(),
+            )
+        })
         .collect();
     deny(e.check(&r, secs(4)).unwrap());
+    deny(e.check(&scan, secs(4)).unwrap());
     // A request that waited a minute without a slot is refused.
     let mut line = line.into_iter();
     let head = line.next().unwrap();

@@ -78,8 +78,8 @@ use crate::keyed::{
 };
 pub use model::{
     Algorithm, AnonymousSpec, ConcurrencySpec, EndpointSpec, HeadersSpec, LimitSpec, LimitValue,
-    Per, PlanSpec, PolicyError, PolicyFile, QueueOn, QueueRoutes, QueueSpec, ResponseSpec,
-    RouteSpec, ScopeSpec,
+    Per, PlanSpec, PolicyError, PolicyFile, QueueLine, QueueOn, QueueRoutes, QueueSpec,
+    ResponseSpec, RouteSpec, ScopeSpec,
 };
 use model::{
     Seg, invalid_method, line_col, matches, method_applies, methods_overlap, overlap,
@@ -417,6 +417,7 @@ struct QueuePlan {
     max_wait: Nanos,
     on: QueueOn,
     routes: QueueRoutes,
+    line: QueueLine,
 }
 
 impl QueuePlan {
@@ -890,6 +891,7 @@ impl Engine {
                         on,
                         routes,
                         depth,
+                        line,
                         max_wait_secs,
                     } = *q.get_ref();
                     if depth == 0 || max_wait_secs == 0 {
@@ -906,6 +908,7 @@ impl Engine {
                         max_wait: Nanos::from_secs(max_wait_secs),
                         on,
                         routes,
+                        line,
                     })
                 }
             };
@@ -1408,7 +1411,9 @@ impl Engine {
         // FIFO: while others of this identity wait, a newcomer waits behind
         // them. Relaxed: a hint; the queue itself is read under its lock.
         if let Some(q) = queue {
-            if self.stores.queued.load(Ordering::Relaxed) > 0 && self.queue_len(who, endpoint) > 0 {
+            if self.stores.queued.load(Ordering::Relaxed) > 0
+                && self.queue_len(who, endpoint, q) > 0
+            {
                 return Ok(self.enqueue(who, plan, endpoint, org, q, now, None));
             }
         }
@@ -1874,17 +1879,19 @@ impl Engine {
 // ---- queueing ---------------------------------------------------------------
 
 impl Engine {
-    /// The queue of `who` for requests matching `endpoint`.
-    fn queue_key(&self, who: Who<'_>, endpoint: Option<usize>) -> QueueKey {
-        (
-            OwnedWho::of(who),
-            endpoint.map(|e| self.endpoints[e].concurrency_id),
-        )
+    /// The line of `who` for requests matching `endpoint` in `queue`: one
+    /// per endpoint rule, or one for all (`line = "identity"`).
+    fn queue_key(&self, who: Who<'_>, endpoint: Option<usize>, queue: QueuePlan) -> QueueKey {
+        let route = match queue.line {
+            QueueLine::Route => endpoint.map(|e| self.endpoints[e].concurrency_id),
+            QueueLine::Identity => None,
+        };
+        (OwnedWho::of(who), route)
     }
 
-    fn queue_len(&self, who: Who<'_>, endpoint: Option<usize>) -> usize {
+    fn queue_len(&self, who: Who<'_>, endpoint: Option<usize>, queue: QueuePlan) -> usize {
         let q = self.stores.queues.lock().unwrap_or_else(|e| e.into_inner());
-        q.get(&self.queue_key(who, endpoint))
+        q.get(&self.queue_key(who, endpoint, queue))
             .map_or(0, VecDeque::len)
     }
 
@@ -1900,7 +1907,7 @@ impl Engine {
         refusal: Option<Denial>,
     ) -> Outcome<'e> {
         let s = &self.stores;
-        let key = self.queue_key(who, endpoint);
+        let key = self.queue_key(who, endpoint, queue);
         let max_wait = queue.max_wait;
         let mut queues = s.queues.lock().unwrap_or_else(|e| e.into_inner());
         let q = queues.entry(key.clone()).or_default();

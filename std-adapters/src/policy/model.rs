@@ -165,16 +165,34 @@ pub struct QueueSpec {
     /// of endpoint rules with `queued = true`, e.g. async endpoints).
     #[serde(default)]
     pub routes: QueueRoutes,
-    /// Requests waiting at once per identity *and endpoint rule* (at least
-    /// 1): each endpoint rule the queue takes has its own line of this depth
-    /// for each identity, and the requests no endpoint rule matches share one
-    /// more. So one identity can have up to `depth` waiting on every queued
-    /// route at once (CyberVault developer: 50 scans and 50 reports), and a
-    /// full line on one route does not hold up another.
+    /// Requests waiting at once per line (at least 1). With `line =
+    /// "route"` (the default) each endpoint rule the queue takes has its own
+    /// line of this depth for each identity, and the requests no endpoint
+    /// rule matches share one more: one identity can have up to `depth`
+    /// waiting on every queued route at once (CyberVault developer: 50 scans
+    /// and 50 reports), and a full line on one route does not hold up
+    /// another. With `line = "identity"` an identity has one line for all
+    /// its routes, at most `depth` waiting in all (Slim.io: "queued ... up to
+    /// the per-minute limit", per tenant).
     pub depth: u32,
+    /// One FIFO line per identity and endpoint rule (`"route"`, default) or
+    /// per identity (`"identity"`); see `depth`.
+    #[serde(default)]
+    pub line: QueueLine,
     /// The longest a request waits before it is refused after all (seconds,
     /// at least 1).
     pub max_wait_secs: u64,
+}
+
+/// See [`QueueSpec::line`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum QueueLine {
+    /// A line per identity and endpoint rule.
+    #[default]
+    Route,
+    /// One line per identity, all routes in it.
+    Identity,
 }
 
 /// See [`QueueSpec::routes`].
