@@ -63,11 +63,87 @@
 //!    it any concurrency permit (S4E: 5 SSE streams per key) — lives in the
 //!    response body ([`RateLimitBody`]) until the body ends or is dropped,
 //!    which is when a client that disconnects is noticed (a refunded
-//!    response may still stream).
+//!    response may still stream) — or longer, if the handler kept it for a
+//!    background job (next section).
 //!
 //! Requests the engine cannot judge are answered, never a panic: no key and
 //! no anonymous plan → 401; a key the callback does not know → 401; a plan
 //! the policy does not have → 403 (bodies are JSON with a message).
+//!
+//! # Asynchronous jobs (BlockSecOps scans)
+//!
+//! Some APIs answer at once and work on: BlockSecOps' `POST /api/v1/scans`
+//! returns `202 Accepted` and the scan runs in the background (results by
+//! webhook or `GET /scans/{id}/results`), yet its page limits *concurrent
+//! scans* per plan (Free 1, Developer 3, Startup 10, Professional 25; a
+//! 429 `CONCURRENT_LIMIT`, "Please wait for a scan to complete"). Released
+//! with the 202's body, such a limit would never bind. So an admitted
+//! request carries its [`Permits`] in its extensions, and a handler that
+//! starts a job calls [`Permits::keep`] before it returns and moves the
+//! [`PermitGuard`] into the job: the permits are released when the body
+//! has ended **and** every guard has been dropped (the job ended, failed or
+//! was cancelled). With feature `axum`, a `PermitGuard` handler argument
+//! does the same. A refunded status still gives the units back at once.
+//!
+//! Exempt requests, and requests the layer answers itself, carry no
+//! `Permits` (the axum extractor then gives a guard that holds nothing,
+//! [`PermitGuard::is_holding`] is false). A handler that keeps nothing
+//! changes nothing: the permits go with the body, as above. The cost, used
+//! or not, is one `Arc` allocation per admitted request and the
+//! extension's entry in the request's `Extensions`.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use axum::{Extension, Router, body::Body, http::{Request, StatusCode}, routing::post};
+//! use tokio::sync::Notify;
+//! use tollgate::tower::{Caller, Permits, RateLimitLayer};
+//! use tower::ServiceExt;
+//!
+//! // The scan endpoint of `policies/blocksecops.toml`, in short.
+//! const POLICY: &str = r#"
+//!     name = "scans"
+//!     [response]
+//!     headers = "x-ratelimit"
+//!     body = "blocksecops"
+//!     [plans.free]
+//!     limits = [{ per = "minute", limit = 10 }]
+//!     [[endpoints]]
+//!     method = "POST"
+//!     path = "/api/v1/scans"
+//!     concurrency = { free = 1 }
+//! "#;
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let scan_done = Arc::new(Notify::new());
+//! let done = Arc::clone(&scan_done);
+//! let create_scan = move |Extension(permits): Extension<Permits>| {
+//!     let done = Arc::clone(&done);
+//!     async move {
+//!         let slot = permits.keep();
+//!         tokio::spawn(async move {
+//!             done.notified().await; // the scan runs ...
+//!             drop(slot); // ... and completes: the plan's slot is free
+//!         });
+//!         StatusCode::ACCEPTED
+//!     }
+//! };
+//! let layer = RateLimitLayer::from_toml(POLICY)
+//!     .unwrap()
+//!     .plans(|_: &str| Some(Caller::new("free")));
+//! let app = Router::new().route("/api/v1/scans", post(create_scan)).layer(layer);
+//! let scan = || Request::post("/api/v1/scans").header("x-api-key", "k1").body(Body::empty()).unwrap();
+//!
+//! let accepted = app.clone().oneshot(scan()).await.unwrap();
+//! assert_eq!(accepted.status(), 202);
+//! drop(accepted); // the response is over, the scan is not
+//! let refused = app.clone().oneshot(scan()).await.unwrap();
+//! assert_eq!(refused.status(), 429); // CONCURRENT_LIMIT
+//!
+//! scan_done.notify_one();
+//! tokio::time::sleep(std::time::Duration::from_millis(10)).await; // the job drops its guard
+//! assert_eq!(app.oneshot(scan()).await.unwrap().status(), 202);
+//! # });
+//! ```
 //!
 //! # CORS preflights
 //!
@@ -87,6 +163,7 @@
 mod body;
 mod client;
 mod hold;
+mod permits;
 
 use std::fmt;
 use std::future::Future;
@@ -106,6 +183,8 @@ use crate::policy::{Engine, PolicyError, RequestError};
 pub use body::RateLimitBody;
 pub use client::KeyFrom;
 use hold::{Hold, Verdict};
+use permits::Shared;
+pub use permits::{PermitGuard, Permits};
 
 /// Who a caller is, beyond the API key: the plan the caller's account is on
 /// and, for policies with an organisation pool or `scope = "org"`, its
@@ -350,7 +429,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<ReqB>) -> Self::Future {
+    fn call(&mut self, mut request: Request<ReqB>) -> Self::Future {
         // The instance that was polled ready serves this request; a clone
         // stays for the next one.
         let clone = self.inner.clone();
@@ -361,8 +440,13 @@ where
         let config = Arc::clone(c);
         Box::pin(async move {
             let headers = match std::future::poll_fn(|cx| hold.poll_verdict(cx)).await {
-                Verdict::Allowed(headers) => Some(headers),
-                Verdict::Exempt => None,
+                Verdict::Allowed(headers) => headers,
+                Verdict::Exempt => {
+                    // Nothing to hold (and no `Permits` for the handler).
+                    drop(hold);
+                    let response = inner.call(request).await?;
+                    return Ok(response.map(RateLimitBody::new));
+                }
                 Verdict::Denied(d) => {
                     let mut res = json_response(d.status, &d.body);
                     put_headers(res.headers_mut(), d.headers);
@@ -374,24 +458,27 @@ where
                     return Ok(error_response(500, "internal", msg));
                 }
             };
+            // Admitted: the admission is shared by this future (then the
+            // response body) and any guard the handler keeps for a job that
+            // outlives the response; the last of them releases the permits.
+            let shared = Shared::new(hold);
+            request.extensions_mut().insert(Permits::new(&shared));
             let response = inner.call(request).await?;
             let (mut parts, body) = response.into_parts();
-            let Some(headers) = headers else {
-                return Ok(Response::from_parts(parts, RateLimitBody::new(body)));
-            };
             let status = parts.status.as_u16();
             // A refunded status: the units go back now, and the headers say
             // so (S4E: a 304 consumes no token); the permits stay with the
-            // body (a refunded stream still runs until it ends).
+            // body and any kept guard (a refunded stream or job still runs).
             let headers = if config.engine.refunds(status) {
-                hold.refund(status).unwrap_or(headers)
+                let refunded = shared.hold().refund(status);
+                refunded.unwrap_or(headers)
             } else {
                 headers
             };
             put_headers(&mut parts.headers, headers);
             Ok(Response::from_parts(
                 parts,
-                RateLimitBody::holding(body, Some(hold)),
+                RateLimitBody::holding(body, Some(shared)),
             ))
         })
     }
@@ -516,5 +603,92 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(third.status(), 200);
+    }
+
+    /// One request at a time, no line; `/health` is exempt.
+    const ONE_AT_A_TIME: &str = r#"
+        name = "one"
+        [response]
+        headers = "none"
+        body = "blocksecops"
+        [plans.free]
+        concurrency = 1
+        [[exempt]]
+        method = "GET"
+        path = "/health"
+    "#;
+
+    fn get(path: &str) -> Request<String> {
+        Request::get(path)
+            .header("x-api-key", "k")
+            .body(String::new())
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_permits_go_with_the_last_of_the_body_and_the_kept_guards() {
+        // The handler keeps every request's permits in `kept`.
+        let kept = Arc::new(std::sync::Mutex::new(Vec::<PermitGuard>::new()));
+        let engine = Engine::from_toml(ONE_AT_A_TIME, Nanos::ZERO).unwrap();
+        let layer = RateLimitLayer::new(engine, &CLOCK).plans(|_| Some(Caller::new("free")));
+        let stash = Arc::clone(&kept);
+        let svc = layer.layer(tower::service_fn(move |req: Request<String>| {
+            let guard = req.extensions().get::<Permits>().map(Permits::keep);
+            stash.lock().unwrap().push(guard.unwrap_or_default());
+            async { Ok::<_, Infallible>(Response::new(String::from("accepted"))) }
+        }));
+        let status = |r: Response<RateLimitBody<String>>| r.status().as_u16();
+
+        // The body ends first: the guard still holds the slot.
+        let first = svc.clone().oneshot(get("/x")).await.unwrap();
+        assert_eq!(status(first), 200);
+        let guard = kept.lock().unwrap().pop().unwrap();
+        assert!(guard.is_holding());
+        let clone = guard.clone();
+        assert_eq!(status(svc.clone().oneshot(get("/x")).await.unwrap()), 429);
+        drop(guard);
+        // A clone keeps it as well.
+        assert_eq!(status(svc.clone().oneshot(get("/x")).await.unwrap()), 429);
+        drop(clone);
+        kept.lock().unwrap().clear();
+
+        // The guard goes first: the body still holds the slot.
+        let second = svc.clone().oneshot(get("/x")).await.unwrap();
+        assert_eq!(second.status(), 200);
+        drop(kept.lock().unwrap().pop().unwrap());
+        assert_eq!(status(svc.clone().oneshot(get("/x")).await.unwrap()), 429);
+        kept.lock().unwrap().clear();
+        drop(second);
+        let third = svc.clone().oneshot(get("/x")).await.unwrap();
+        assert_eq!(third.status(), 200);
+        kept.lock().unwrap().clear();
+        drop(third);
+
+        // An exempt request has no permits to keep.
+        let health = svc.clone().oneshot(get("/health")).await.unwrap();
+        assert_eq!(health.status(), 200);
+        assert!(!kept.lock().unwrap().pop().unwrap().is_holding());
+    }
+
+    #[tokio::test]
+    async fn permits_kept_after_the_request_is_over_hold_nothing() {
+        let permits = Arc::new(std::sync::Mutex::new(None));
+        let engine = Engine::from_toml(ONE_AT_A_TIME, Nanos::ZERO).unwrap();
+        let layer = RateLimitLayer::new(engine, &CLOCK).plans(|_| Some(Caller::new("free")));
+        let stash = Arc::clone(&permits);
+        let svc = layer.layer(tower::service_fn(move |req: Request<String>| {
+            *stash.lock().unwrap() = req.extensions().get::<Permits>().cloned();
+            async { Ok::<_, Infallible>(Response::new(String::new())) }
+        }));
+        let res = svc.clone().oneshot(get("/x")).await.unwrap();
+        // The extension itself holds nothing: the body is the only owner.
+        let late = permits
+            .lock()
+            .unwrap()
+            .take()
+            .expect("an admitted request has Permits");
+        drop(res);
+        assert!(!late.keep().is_holding());
+        assert_eq!(svc.oneshot(get("/x")).await.unwrap().status(), 200);
     }
 }

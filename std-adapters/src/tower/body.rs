@@ -1,5 +1,6 @@
 //! The response body of [`RateLimit`](super::RateLimit): the service's own,
-//! holding the request's admission until it ends, or a refusal's JSON.
+//! holding its share of the request's admission until it ends, or a
+//! refusal's JSON.
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -8,7 +9,9 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use super::hold::Hold;
+use std::sync::Arc;
+
+use super::permits::Shared;
 
 pin_project! {
     /// The body of a response that went through [`RateLimit`](super::RateLimit).
@@ -16,8 +19,10 @@ pin_project! {
     /// For an admitted request it is the service's body, and it holds the
     /// request's concurrency permits until the body has sent its last frame,
     /// failed, or been dropped (a client that disconnects from an SSE stream
-    /// frees its slot as soon as the server notices). For a refusal made by
-    /// the layer (429, 401, 403) it is the JSON answer.
+    /// frees its slot as soon as the server notices) — or, when the handler
+    /// kept them for a background job ([`Permits::keep`](super::Permits::keep)),
+    /// until that job drops its guard, whichever is later. For a refusal
+    /// made by the layer (429, 401, 403) it is the JSON answer.
     ///
     /// ```
     /// use http_body::Body as _;
@@ -30,7 +35,7 @@ pin_project! {
         #[pin]
         inner: Option<B>,
         refusal: Option<Bytes>,
-        hold: Option<Hold>,
+        hold: Option<Arc<Shared>>,
     }
 }
 
@@ -44,8 +49,8 @@ impl<B> RateLimitBody<B> {
         }
     }
 
-    /// `inner`, holding `hold` until it ends.
-    pub(crate) fn holding(inner: B, hold: Option<Hold>) -> RateLimitBody<B> {
+    /// `inner`, holding its share of `hold` until it ends.
+    pub(crate) fn holding(inner: B, hold: Option<Arc<Shared>>) -> RateLimitBody<B> {
         RateLimitBody {
             inner: Some(inner),
             refusal: None,
@@ -87,7 +92,8 @@ impl<B: Body<Data = Bytes>> Body for RateLimitBody<B> {
         };
         let frame = ready!(inner.poll_frame(cx));
         if !matches!(frame, Some(Ok(_))) {
-            // Ended or failed: the request is over, release its permits.
+            // Ended or failed: the response is over, let go of the permits
+            // (released now unless a handler's guard still keeps them).
             this.hold.take();
         }
         Poll::Ready(frame)

@@ -11,7 +11,10 @@
 //! admission (the permits are released); [`Hold::refund`] wakes it once
 //! more to call [`Engine::refund`] with the response status (the units go
 //! back at once), after which it parks again: the permits stay until the
-//! `Hold` is dropped with the response body.
+//! `Hold` is dropped. The layer shares an admitted request's `Hold` (see
+//! [`permits`](super::permits)) between the response body and any
+//! [`PermitGuard`](super::PermitGuard) a handler keeps for a job that runs
+//! on after the response; the last of them drops it.
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -171,7 +174,8 @@ impl Hold {
 
     /// Refunds the admission's units for the response `status` when the
     /// policy says so, keeping its permits: they are released when the
-    /// `Hold` is dropped (with the response body). Returns the rate-limit
+    /// `Hold` is dropped (with the response body, or later with the last
+    /// guard a handler kept). Returns the rate-limit
     /// headers as they stand after the refund, if units went back. Call it
     /// once, after the verdict.
     pub(crate) fn refund(&mut self, status: u16) -> Option<Vec<(&'static str, String)>> {
