@@ -478,7 +478,7 @@ where
             put_headers(&mut parts.headers, headers);
             Ok(Response::from_parts(
                 parts,
-                RateLimitBody::holding(body, Some(shared)),
+                RateLimitBody::holding(body, shared),
             ))
         })
     }

@@ -270,3 +270,48 @@ fn scanner_unknown_or_missing_plan_is_a_caller_error() {
         RequestError::MissingPlan
     );
 }
+
+/// Found by a final read: an unlimited scan answered with a refunded status
+/// lost the general limits its headers report (the refund re-rendered from
+/// the scan's own members: none), and those headers could carry a
+/// `Retry-After` on a 200 when the general window stood past its limit
+/// (a boost ended). Neither may happen.
+#[test]
+fn scanner_enterprise_scan_headers_survive_a_refund_and_carry_no_wait() {
+    let src = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../policies/scanner-api.toml"
+    ))
+    .unwrap();
+    let src = format!("refund_status = [304]\n{src}");
+    let e = Engine::from_toml(&src, Nanos::from_secs(T0)).unwrap();
+    let scan = Request::new("POST", "/api/scans")
+        .key("e")
+        .plan("enterprise");
+    let mut a = admit(e.check(&scan, Nanos::ZERO).unwrap());
+    assert_eq!(a.headers, ok_headers(1000, 1000, T0));
+    assert!(e.refund(&mut a, 304, Nanos::ZERO));
+    assert_eq!(
+        a.headers,
+        ok_headers(1000, 1000, T0),
+        "kept after the refund"
+    );
+    drop(a);
+
+    // Boosted 2x for 30 s: 1 500 API requests in the minute; the boost ends
+    // with the window counted past its 1 000.
+    e.boost("e", 2, secs(30));
+    let get = Request::new("GET", "/api/servers")
+        .key("e")
+        .plan("enterprise");
+    for _ in 0..1500 {
+        admit(e.check(&get, secs(1)).unwrap());
+    }
+    let a = admit(e.check(&scan, secs(31)).unwrap());
+    assert!(
+        a.headers.iter().all(|(n, _)| *n != "Retry-After"),
+        "{:?}",
+        a.headers
+    );
+    assert_eq!(a.headers[1], ("X-RateLimit-Remaining", "0".to_string()));
+}

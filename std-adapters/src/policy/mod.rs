@@ -436,8 +436,9 @@ struct Boost {
     until: Nanos,
 }
 
-/// A queue: (identity, endpoint rule's stable id; `None` for requests no
-/// endpoint rule matches).
+/// A queue line: (identity, endpoint rule's stable id; `None` for requests
+/// no endpoint rule matches, and for the one line of a plan with `line =
+/// "identity"`).
 type QueueKey = (OwnedWho, Option<u64>);
 
 /// What outlives a reload: the keyed stores, boosts and queues.
@@ -450,7 +451,7 @@ struct Stores {
     sem: KeyedSemaphore,
     boosts: RwLock<HashMap<String, Boost>>,
     any_boost: AtomicBool,
-    /// FIFO of ticket ids per (identity, endpoint rule).
+    /// FIFO of ticket ids per line (see [`QueueKey`]).
     queues: Mutex<HashMap<QueueKey, VecDeque<u64>>>,
     /// Tickets waiting in all queues (lets checks skip the queue lock).
     queued: AtomicUsize,
@@ -1480,25 +1481,22 @@ impl Engine {
                         ConcurrencyRefused::Full { in_use, max } => (in_use, max),
                         _ => (max, max),
                     };
-                    // The binding window as it stands, this request refunded
-                    // (read-only: a cost-0 probe of each member).
-                    let window = self.info(members, &probe(false), factor);
+                    // The binding window as it stands, this request refunded.
+                    let window = self.standing_of(members, who, org, (factor, pool_factor), now);
                     return Err(self.deny_concurrency(current, max, window, now));
                 }
             }
         }
-        // No limit of this request's to report (an "unlimited" class, e.g.
-        // the scanner API's Enterprise scans): "every API response includes
-        // headers", so report the plan's general limits as they stand, which
-        // this request did not spend.
-        let info = self.info(members, &decisions, factor).or_else(|| {
-            endpoint
-                .is_some()
-                .then(|| self.standing(who, plan, None, org, now))
-                .flatten()
-        });
-        let headers = match info {
+        let headers = match self.info(members, &decisions, factor) {
             Some(info) => self.header_style.render(&info, self.now_unix(now)),
+            // No limit of this request's to report (an "unlimited" class,
+            // e.g. the scanner API's Enterprise scans): "every API response
+            // includes headers", so report the plan's general limits as they
+            // stand, which this request did not spend.
+            None if endpoint.is_some() => {
+                let general = self.standing(who, plan, None, org, now);
+                self.render_standing(general, now)
+            }
             None => Vec::new(),
         };
         let refund = (!self.refund_status.is_empty()).then(|| Refund {
@@ -1548,8 +1546,9 @@ impl Engine {
     }
 
     /// The binding window of `who` on `plan`/`endpoint` as it stands at
-    /// `now`, for the headers of a refusal that binds no window (a full
-    /// queue).
+    /// `now` (read-only), at the boosts in force: for the headers of a
+    /// refusal that binds no window (a full queue), and of a request with no
+    /// limit of its own to report.
     fn standing(
         &self,
         who: Who<'_>,
@@ -1561,8 +1560,36 @@ impl Engine {
         let members = &self.combo(plan, endpoint).members[..];
         let factor = self.boost_of(who, now);
         let pool_factor = org.map_or(1, |o| self.pool_factor(o, factor, now));
-        let decisions = self.probe_members(members, who, org, (factor, pool_factor), false, now);
-        self.info(members, &decisions, factor)
+        self.standing_of(members, who, org, (factor, pool_factor), now)
+    }
+
+    /// The binding window among `members` as it stands at `now`, at the
+    /// boosts `factors` (a cost-0 probe of each: read-only).
+    fn standing_of(
+        &self,
+        members: &[Member],
+        who: Who<'_>,
+        org: Option<&str>,
+        factors: (u32, u32),
+        now: Nanos,
+    ) -> Option<RateLimitInfo> {
+        let decisions = self.probe_members(members, who, org, factors, false, now);
+        self.info(members, &decisions, factors.0)
+    }
+
+    /// The headers of a window as it stands, for a response that is not its
+    /// refusal: no `Retry-After` (a window counted past its limit — a boost
+    /// ended, a reload shrank it — reads as refusing even at cost 0).
+    fn render_standing(
+        &self,
+        window: Option<RateLimitInfo>,
+        now: Nanos,
+    ) -> Vec<(&'static str, String)> {
+        let mut headers = window
+            .map(|info| self.header_style.render(&info, self.now_unix(now)))
+            .unwrap_or_default();
+        headers.retain(|(k, _)| *k != "Retry-After");
+        headers
     }
 
     /// Gives back at `now` what `members` were charged at `charged_at`, as
@@ -1581,10 +1608,8 @@ impl Engine {
         for m in members {
             // The boosts the units were charged at (see `decide`): a refund
             // at another factor would give back a different number of units.
-            let (w, f) = match (m.pool, org) {
-                (false, _) => (who, factor),
-                (true, Some(o)) => (Who::Org(o), pool_factor),
-                (true, None) => continue,
+            let Some((w, f)) = subject(m, who, org, (factor, pool_factor)) else {
+                continue;
             };
             let _ = self.apply(
                 &self.rules[m.rule],
@@ -1619,8 +1644,11 @@ impl Engine {
     /// does for `status`, but keeps its concurrency permits: they are
     /// released when `admission` is dropped (or completed). For a response
     /// whose status is known before it is over (a refunded SSE stream: the
-    /// request still runs). Returns whether units went back; they go back
-    /// once (a later `refund` or `complete` gives nothing more).
+    /// request still runs). Returns whether the policy refunds `status` (and
+    /// this admission had not been refunded yet): then its units went back
+    /// as far as the charge still weighs, which may be nothing (see
+    /// [`complete`](Engine::complete)); they go back once (a later `refund`
+    /// or `complete` gives nothing more).
     ///
     /// When units went back, `admission.headers` is rendered again as the
     /// binding window stands after the refund, so the response can say what
@@ -1633,11 +1661,12 @@ impl Engine {
         };
         let (e, who, org) = (r.engine, r.who.as_who(), r.org.as_deref());
         e.refund_all(r.members, who, org, r.factors, r.charged_at, now);
-        let standing = e.probe_members(r.members, who, org, r.factors, false, now);
-        admission.headers = e
-            .info(r.members, &standing, r.factors.0)
-            .map(|info| e.header_style.render(&info, e.now_unix(now)))
-            .unwrap_or_default();
+        // (No window of its own: the headers it has report limits it did not
+        // spend, and stay.)
+        let window = e.standing_of(r.members, who, org, r.factors, now);
+        if window.is_some() {
+            admission.headers = e.render_standing(window, now);
+        }
         true
     }
 
@@ -1836,10 +1865,7 @@ impl Engine {
         let now_unix = self.now_unix(now);
         // "Every API response includes rate limit information" (BlockSecOps,
         // S4E): the binding window as it stands.
-        let mut headers: Vec<(&'static str, String)> = window
-            .map(|info| self.header_style.render(&info, now_unix))
-            .unwrap_or_default();
-        headers.retain(|(k, _)| *k != "Retry-After");
+        let mut headers = self.render_standing(window, now);
         // BlockSecOps' CONCURRENT_LIMIT answer carries no wait ("wait for a
         // scan to complete"); the other styles announce the shortest one.
         if self.body_style != BodyStyle::Blocksecops {
@@ -1963,10 +1989,7 @@ impl Engine {
             window: max_wait,
         };
         let now_unix = self.now_unix(now);
-        let mut headers: Vec<(&'static str, String)> = window
-            .map(|w| self.header_style.render(&w, now_unix))
-            .unwrap_or_default();
-        headers.retain(|(k, _)| *k != "Retry-After");
+        let mut headers = self.render_standing(window, now);
         headers.extend(self.retry_after_only(max_wait, now_unix));
         Denial {
             status: 429,

@@ -148,13 +148,13 @@ pub struct PlanSpec {
     pub concurrency: Option<Spanned<u32>>,
     /// Wait in line instead of being refused (Slim.io: past the concurrent
     /// burst; CyberVault: the async queue depth). One line per identity and
-    /// endpoint rule (see [`QueueSpec::depth`]).
+    /// endpoint rule, or per identity (see [`QueueSpec::line`]).
     pub queue: Option<Spanned<QueueSpec>>,
 }
 
-/// A bounded FIFO per identity and endpoint rule: a request refused by a
-/// rate limit it could pass within `max_wait_secs`, or by a concurrency
-/// limit (see `on`), waits its turn.
+/// A bounded FIFO per identity and endpoint rule (or per identity, see
+/// `line`): a request refused by a rate limit it could pass within
+/// `max_wait_secs`, or by a concurrency limit (see `on`), waits its turn.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueueSpec {

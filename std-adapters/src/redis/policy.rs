@@ -12,7 +12,9 @@ use std::num::NonZeroU32;
 use tollgate_core::window::{FixedRule, SlidingRule};
 use tollgate_core::{Decision, Nanos, Quota};
 
-use super::{Combo, Denial, Engine, Member, OwnedWho, Request, RequestError, Store, Who, boosted};
+use super::{
+    Combo, Denial, Engine, Member, OwnedWho, Request, RequestError, Store, Who, boosted, subject,
+};
 use crate::keyed::{ConcurrencyRefused, KeyedPermit};
 
 /// A member's limit in core terms (windows on Unix time: fixed windows with
@@ -85,11 +87,7 @@ impl Engine {
             .members
             .iter()
             .map(|m: &Member| {
-                let (w, f) = match (m.pool, org) {
-                    (false, _) => (who, factor),
-                    (true, Some(o)) => (Who::Org(o), pool_factor),
-                    (true, None) => return None,
-                };
+                let (w, f) = subject(m, who, org, (factor, pool_factor))?;
                 let r = boosted(&self.rules[m.rule], f);
                 let rule = match r.store {
                     Store::Gcra => ExternalRule::Gcra(r.quota),

@@ -50,11 +50,11 @@ impl<B> RateLimitBody<B> {
     }
 
     /// `inner`, holding its share of `hold` until it ends.
-    pub(crate) fn holding(inner: B, hold: Option<Arc<Shared>>) -> RateLimitBody<B> {
+    pub(crate) fn holding(inner: B, hold: Arc<Shared>) -> RateLimitBody<B> {
         RateLimitBody {
             inner: Some(inner),
             refusal: None,
-            hold,
+            hold: Some(hold),
         }
     }
 
