@@ -570,8 +570,8 @@ mod tests {
         queue = { on = "concurrency", routes = "all", depth = 1, max_wait_secs = 30 }
     "#;
 
-    fn request() -> Request<String> {
-        Request::get("/x")
+    fn get(path: &str) -> Request<String> {
+        Request::get(path)
             .header("x-api-key", "k")
             .body(String::new())
             .unwrap()
@@ -585,16 +585,16 @@ mod tests {
             Ok::<_, Infallible>(Response::new(String::from("body")))
         }));
         // Its body holds the one slot.
-        let first = svc.clone().oneshot(request()).await.unwrap();
+        let first = svc.clone().oneshot(get("/x")).await.unwrap();
         assert_eq!(first.status(), 200);
         // The second waits in line; its client goes away.
-        let mut second = svc.clone().oneshot(request());
+        let mut second = svc.clone().oneshot(get("/x"));
         let waited = tokio::time::timeout(Duration::from_millis(20), &mut second).await;
         assert!(waited.is_err(), "served while the slot was held");
         drop(second);
         // The line is empty again: a third may wait (depth 1) and is served
         // as soon as the first response's body is dropped.
-        let third = tokio::spawn(svc.clone().oneshot(request()));
+        let third = tokio::spawn(svc.clone().oneshot(get("/x")));
         tokio::time::sleep(Duration::from_millis(20)).await;
         drop(first);
         let third = tokio::time::timeout(Duration::from_secs(5), third)
@@ -617,13 +617,6 @@ mod tests {
         method = "GET"
         path = "/health"
     "#;
-
-    fn get(path: &str) -> Request<String> {
-        Request::get(path)
-            .header("x-api-key", "k")
-            .body(String::new())
-            .unwrap()
-    }
 
     #[tokio::test]
     async fn the_permits_go_with_the_last_of_the_body_and_the_kept_guards() {
