@@ -29,7 +29,11 @@
 //! * **Inserting a new key** takes a lock bit of the key's home bucket: that
 //!   is what guarantees a key is never inserted twice (two budgets would
 //!   admit twice as much). A never-used slot is claimed by a CAS of its state
-//!   from `0` to the key's first state, then its fingerprint is published.
+//!   from `0` to the key's first state, then its fingerprint is published;
+//!   a slot outside the home bucket is claimed under its own bucket's lock
+//!   as well (a key of another home could otherwise claim it and be released
+//!   back to `0` between the two steps, and be overwritten without a
+//!   handover).
 //! * **Lossless reclamation.** A slot whose state equals a fresh state
 //!   (GCRA: `TAT <= now`, the bucket is full) can be handed to another key:
 //!   dropping it changes no decision, because a key that is not found starts
@@ -876,13 +880,24 @@ impl<A: KeyedState, S: BuildHasher> KeyedLimiter<A, S> {
         }
         // An empty slot: the key's preferred slot of its home bucket if it
         // is empty (where `lookup` looks first), else the first empty one of
-        // the window. Claim it by its state (another home's insertion may
-        // race for it), then publish the fingerprint. Either way the key is
-        // in the first bucket of its window that had an empty slot, which is
-        // all `lookup` relies on.
+        // the window. Claim it by its state, then publish the fingerprint.
+        // Either way the key is in the first bucket of its window that had
+        // an empty slot, which is all `lookup` relies on.
         let preferred = &self.buckets[home][preferred(fp)];
         let candidates = || std::iter::once((home, preferred)).chain(self.window(home));
-        for (_, slot) in candidates() {
+        for (b, slot) in candidates() {
+            if slot.fp.load(Ordering::Acquire) != 0 {
+                continue;
+            }
+            // A slot of another bucket is claimed under that bucket's lock
+            // too (ascending order, as in `hand_over`): another home's key
+            // may claim it, publish its fingerprint and be released back to
+            // the state 0 between our read of the fingerprint and our CAS —
+            // a CAS from 0 would then overwrite a live key without a
+            // handover (its checks in flight would land on our slot unseen).
+            // A release needs this lock, so under it a state of 0 with a
+            // fingerprint of 0 is a slot no one has.
+            let _lock = (b != home).then(|| self.lock(b));
             if slot.fp.load(Ordering::Acquire) == 0
                 && slot
                     .st

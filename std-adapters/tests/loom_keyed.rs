@@ -218,3 +218,48 @@ fn acquire_racing_handover_never_leaks_a_count() {
         drop(held);
     });
 }
+
+/// An insertion claims an "empty" slot with `fp == 0` then
+/// `CAS(state 0 -> first)`, two separate steps. Between them another home's
+/// key Y can claim that slot, publish its fingerprint and release back to
+/// state 0 (a count of 0 is fresh); the CAS then succeeds and overwrites Y's
+/// fingerprint *without* a handover (no HANDOVER bit, no count, no
+/// generation bump). A concurrent acquire of Y that read state 0 before the
+/// overwrite then landed its CAS on X's slot and `kept` could not see it:
+/// Y's held permit uncounted, a second one granted, X's count leaked. Now a
+/// slot outside the inserter's home bucket is claimed under its own
+/// bucket's lock, which a release to 0 needs too.
+///
+/// Bucket 0 is full of keys 1..=8 holding permits (home 0). X = 16 (home 0)
+/// must go to bucket 1, slot 0. Y = 2^61 + 32 has home 1 and preferred slot
+/// 0: the same slot, taken under another home lock.
+#[test]
+fn insert_claim_racing_a_released_neighbour_never_loses_a_permit() {
+    const Y: u64 = (1 << 61) + 32;
+    builder().check(move || {
+        let s = Arc::new(KeyedSemaphore::with_hasher(1, Identity).unwrap());
+        let held: Vec<_> = (1..=8u64)
+            .map(|k| s.try_acquire(&k, 1, 1).unwrap())
+            .collect();
+        let s2 = s.clone();
+        let t = thread::spawn(move || {
+            let x = s2.try_acquire(&16u64, 1, 1);
+            drop(x);
+        });
+        drop(s.try_acquire(&Y, 1, 1));
+        let y = s.try_acquire(&Y, 1, 1);
+        t.join().unwrap();
+        if y.is_ok() {
+            // Y holds its one permit: it must read as in use, and a second
+            // one must be refused (limit 1).
+            assert_eq!(s.in_use(&Y), 1, "a held permit of Y is not counted");
+            assert!(
+                s.try_acquire(&Y, 1, 1).is_err(),
+                "Y got 2 permits with a limit of 1"
+            );
+        }
+        drop(y);
+        assert_eq!(s.in_use(&16u64), 0, "X's count leaked");
+        drop(held);
+    });
+}
