@@ -138,7 +138,13 @@ impl Hold {
                 }
             })
             .await;
-            if engine.refund(&mut admission, status, clock.now()) {
+            // `refund` renders `admission.headers` anew when the request has
+            // a window of its own; otherwise it leaves them as they are —
+            // empty here, since they were handed out above — and the
+            // response keeps the ones it has (`Hold::refund` gives `None`).
+            // The same style renders both, so new headers are never empty
+            // where the first ones were not.
+            if engine.refund(&mut admission, status, clock.now()) && !admission.headers.is_empty() {
                 // The headers as the window stands after the refund.
                 shared.put(Verdict::Allowed(std::mem::take(&mut admission.headers)));
             }
@@ -176,8 +182,9 @@ impl Hold {
     /// policy says so, keeping its permits: they are released when the
     /// `Hold` is dropped (with the response body, or later with the last
     /// guard a handler kept). Returns the rate-limit
-    /// headers as they stand after the refund, if units went back. Call it
-    /// once, after the verdict.
+    /// headers as they stand after the refund, if units went back and the
+    /// request has a window of its own to report (otherwise the response
+    /// keeps the headers it has). Call it once, after the verdict.
     pub(crate) fn refund(&mut self, status: u16) -> Option<Vec<(&'static str, String)>> {
         // A status of 0 is no HTTP status (and would not wake the block).
         if status == 0 {
