@@ -536,3 +536,47 @@ const PINNED_KEYS: [&str; 4] = [
     "tollgate:{o:acme}:c9ae00520cbd5b27:k:k1",
     "tollgate:{o:acme}:cff5e109f6e9f050:k:k1",
 ];
+
+/// Sliding windows count the same windows in process and on Redis (found by
+/// review: in process they were counted from the engine's zero, on Redis
+/// from Unix time, so with an engine started 30 s into a minute the two
+/// paths admitted differently). Both are Unix-aligned now.
+#[test]
+fn sliding_windows_decide_alike_in_process_and_on_redis() {
+    let Some(server) = Server::start("sliding_windows_decide_alike") else {
+        return;
+    };
+    const SLIDING: &str = r#"
+name = "t"
+[response]
+headers = "x-ratelimit"
+body = "s4e"
+[plans.free]
+limits = [{ per = "minute", limit = 10, algorithm = "sliding" }]
+"#;
+    // An engine zero 30 s past a whole minute of Unix time.
+    let zero = Nanos::from_secs(1_714_305_630);
+    let in_process = Engine::from_toml(SLIDING, zero).unwrap();
+    let on_redis = Engine::from_toml(SLIDING, zero).unwrap();
+    let rt = runtime();
+    let redis = limiter(&server, FailMode::Closed);
+    let req = Request::new("GET", "/x").key("k1").plan("free");
+    let s = Nanos::from_secs;
+    // 10 at 25 s (Unix second 55 of a minute), then into the next minutes.
+    let times = [
+        [s(25); 10].as_slice(),
+        &[s(40), s(55), s(61), s(75), s(89), s(95), s(100)],
+    ]
+    .concat();
+    for (i, &t) in times.iter().enumerate() {
+        let local = in_process.check(&req, t).unwrap().is_allowed();
+        let shared = rt
+            .block_on(redis.check_request_at(&on_redis, &req, t))
+            .unwrap()
+            .is_allowed();
+        assert_eq!(
+            shared, local,
+            "request #{i} at {t:?}: Redis admitted {shared}, in process {local}"
+        );
+    }
+}

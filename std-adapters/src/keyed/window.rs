@@ -111,23 +111,58 @@ impl KeyedAlgorithm for KeyedFixedWindow {
 #[derive(Clone, Copy, Debug)]
 pub struct KeyedSlidingWindow {
     rule: SlidingRule,
+    /// Added to every time before the rule sees it (`< window`).
+    offset: u64,
 }
 
 impl KeyedSlidingWindow {
-    /// Sliding windows of length `window`.
+    /// Sliding windows of length `window`, counted from the clock's zero.
     pub fn new(window: Nanos) -> Result<Self, WindowError> {
+        Self::aligned(window, Nanos::ZERO)
+    }
+
+    /// Sliding windows of length `window` whose boundaries fall where those
+    /// of a clock `offset` ahead of the caller's do (only `offset mod
+    /// window` matters): pass the Unix time of your clock's zero and the
+    /// current and previous windows are those of Unix time, as on the Redis
+    /// backend, whose script counts `unix / window` — so one process and a
+    /// fleet sharing Redis decide alike. Times past `u64::MAX − offset`
+    /// count as `u64::MAX` (time stands still: stricter, never looser).
+    ///
+    /// ```
+    /// use std::num::NonZeroU32;
+    /// use tollgate::keyed::{KeyedLimiter, KeyedSlidingWindow};
+    /// use tollgate::Nanos;
+    ///
+    /// // Our clock's zero is 30 s into a Unix minute: its second 30 starts
+    /// // the next Unix minute, where the 2 of the first count as previous.
+    /// let w = KeyedSlidingWindow::aligned(Nanos::from_secs(60), Nanos::from_secs(1_714_305_630)).unwrap();
+    /// let store = KeyedLimiter::with_hasher(100, w, ahash::RandomState::new()).unwrap();
+    /// let two = NonZeroU32::new(2).unwrap();
+    /// assert_eq!(store.check_n("k", &two, Nanos::from_secs(29), 2).decision().unwrap().remaining(), 0);
+    /// // 45 s into the next Unix minute the previous one weighs 15/60 of 2.
+    /// assert!(store.check("k", &two, Nanos::from_secs(75)).is_allowed());
+    /// ```
+    pub fn aligned(window: Nanos, offset: Nanos) -> Result<Self, WindowError> {
+        let rule = SlidingRule::new(NonZeroU32::MIN, window)?;
         Ok(KeyedSlidingWindow {
-            rule: SlidingRule::new(NonZeroU32::MIN, window)?,
+            offset: offset.as_u64() % rule.window().as_u64(),
+            rule,
         })
+    }
+
+    /// `t` on the clock the windows are counted on.
+    fn at(&self, t: Nanos) -> Nanos {
+        Nanos::new(t.as_u64().saturating_add(self.offset))
     }
 }
 
 impl KeyedState for KeyedSlidingWindow {
     fn is_fresh(&self, state: u64, now: Nanos) -> bool {
-        self.rule.is_fresh(state, now)
+        self.rule.is_fresh(state, self.at(now))
     }
     fn distance_from_fresh(&self, state: u64, now: Nanos) -> u64 {
-        self.rule.snapshot(state, now).reset_after.as_u64()
+        self.rule.snapshot(state, self.at(now)).reset_after.as_u64()
     }
 }
 
@@ -143,15 +178,17 @@ impl KeyedAlgorithm for KeyedSlidingWindow {
     ) -> (Decision, Option<u64>) {
         self.rule
             .with_limit_clamped(*limit)
-            .decide(state, now, cost)
+            .decide(state, self.at(now), cost)
     }
     fn snapshot(&self, limit: &NonZeroU32, state: u64, now: Nanos) -> Snapshot {
-        self.rule.with_limit_clamped(*limit).snapshot(state, now)
+        self.rule
+            .with_limit_clamped(*limit)
+            .snapshot(state, self.at(now))
     }
     fn refunded(&self, limit: &NonZeroU32, state: u64, now: Nanos, cost: u32) -> Option<u64> {
         self.rule
             .with_limit_clamped(*limit)
-            .refunded(state, now, cost)
+            .refunded(state, self.at(now), cost)
     }
     /// Within the window of the charge: the units come back. Later: nothing
     /// (the charge may still weigh as the previous window's count, but
@@ -164,8 +201,11 @@ impl KeyedAlgorithm for KeyedSlidingWindow {
         now: Nanos,
         cost: u32,
     ) -> Option<u64> {
-        self.rule
-            .with_limit_clamped(*limit)
-            .refunded_since(state, charged_at, now, cost)
+        self.rule.with_limit_clamped(*limit).refunded_since(
+            state,
+            self.at(charged_at),
+            self.at(now),
+            cost,
+        )
     }
 }

@@ -1219,8 +1219,9 @@ impl Engine {
                     let _ = stores.fixed[i].set(s);
                 }
                 Store::Sliding(i) if stores.sliding[i].get().is_none() => {
-                    let alg =
-                        KeyedSlidingWindow::new(r.per.nanos()).map_err(|e| err(e.to_string()))?;
+                    // Unix-aligned, as the Redis script counts them.
+                    let alg = KeyedSlidingWindow::aligned(r.per.nanos(), unix)
+                        .map_err(|e| err(e.to_string()))?;
                     let s = KeyedLimiter::with_hasher(cap, alg, ahash::RandomState::new())
                         .map_err(|e| err(e.to_string()))?;
                     let _ = stores.sliding[i].set(s);
