@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use redis_support::{Server, runtime};
-use tollgate::redis::{FailMode, HealthEvent, RedisConfig, RedisLimiter, Source};
+use tollgate::redis::{
+    FailMode, HealthEvent, Member, RedisConfig, RedisLimiter, RedisRule, Source,
+};
 use tollgate::{Nanos, Quota};
 
 fn quota() -> Quota {
@@ -170,4 +172,58 @@ fn a_paused_server_times_out_into_the_fail_mode() {
     assert!(
         matches!(&events[0], HealthEvent::Degraded { error, .. } if error.contains("timed out"))
     );
+}
+
+/// A key the script cannot read — a hash where a state should be, or text
+/// that is no state of its kind — is refused on its own (found by review:
+/// the script raised an error, the client took it for Redis being down and
+/// answered *every* key by the fail mode until the retry interval passed,
+/// so under `FailMode::Open` a healthy key was admitted past its limit, and
+/// under `Closed` every key was refused).
+#[test]
+fn one_unreadable_key_is_refused_alone() {
+    let poisons: [&[&str]; 3] = [
+        &["HSET", "f", "1"],
+        &["SET", "not-a-number-state"],
+        &["SET", "12:3"],
+    ];
+    for poison in poisons {
+        let Some(server) = Server::start("one_unreadable_key_is_refused_alone") else {
+            return;
+        };
+        let rt = runtime();
+        let config = RedisConfig {
+            fail_mode: FailMode::Open,
+            timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+            ..RedisConfig::default()
+        };
+        let redis = RedisLimiter::new(&server.url(), config).unwrap();
+        let q = quota(); // 10 per day
+        for _ in 0..10 {
+            let d = rt.block_on(redis.check("good", &q, 1));
+            assert_eq!((d.source, d.decision.is_allowed()), (Source::Redis, true));
+        }
+        let bad = redis.key("bad", "");
+        let mut cmd = vec![poison[0], bad.as_str()];
+        cmd.extend_from_slice(&poison[1..]);
+        server.cmd(&cmd);
+        let d = rt.block_on(redis.check("bad", &q, 1));
+        assert_eq!(
+            (d.source, d.decision.is_allowed()),
+            (Source::Redis, false),
+            "{poison:?}: the unreadable key: {d:?}"
+        );
+        let d = rt.block_on(redis.check("good", &q, 1));
+        assert_eq!(
+            (d.source, d.decision.is_allowed()),
+            (Source::Redis, false),
+            "{poison:?}: an 11th of 10/day on a healthy key: {d:?}"
+        );
+        // A refund of the unreadable key leaves it as it is.
+        let before = server.cmd(&["DUMP", bad.as_str()]);
+        let member = [Member::new("", RedisRule::gcra(q), 1)];
+        rt.block_on(redis.refund_all("bad", &member));
+        assert_eq!(server.cmd(&["DUMP", bad.as_str()]), before, "{poison:?}");
+    }
 }

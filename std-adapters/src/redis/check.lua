@@ -19,7 +19,8 @@
 --   's' cost limit window 0             sliding window; window in seconds
 --
 -- Reply: { now (ns, decimal), 1 if admitted else 0, the state member 1 saw,
---          ..., the state member n saw } ('' for a missing key).
+--          ..., the state member n saw } ('' for a missing key, '?' for one
+--          this script cannot read: a check refuses it, a refund leaves it).
 --
 -- A refund gives back only what the charge still weighs (as the in-process
 -- KeyedAlgorithm::refunded_since): GCRA cost x T less the time since the
@@ -334,6 +335,17 @@ end
 
 -- The decision ----------------------------------------------------------------
 
+-- The text forms of a state this script can read, by kind. A key that holds
+-- anything else (a value of another type, of another script version, or
+-- not ours) is unreadable: a check refuses and a refund leaves it, both
+-- without raising a script error (which the client would take for Redis
+-- being down, and answer every key by the fail mode), and the reply carries
+-- '?' for it (the client refuses it for a second).
+local FORMS = {g = '^%d+$', f = '^%d+:%d+$', s = '^%d+:%d+:%d+$'}
+local function readable(kind, state)
+    return not state or string.find(state, FORMS[kind]) ~= nil
+end
+
 local refund = ARGV[1] == 'refund'
 local reply = {text(now), 1}
 -- States as this call leaves them (a key listed twice sees its own update).
@@ -343,17 +355,26 @@ for i = 1, #KEYS do
     local key = KEYS[i]
     local state = current[key]
     if state == nil then
-        state = redis.call('GET', key)
+        -- pcall: a key of another type is an error reply, not a raise.
+        state = redis.pcall('GET', key)
+        if type(state) == 'table' then
+            state = '?'
+        end
     end
     if state == '' then
         state = false
     end
-    reply[i + 2] = state or ''
     local at = 4 + (i - 1) * 5
     local kind, cost = ARGV[at], tonumber(ARGV[at + 1])
     local a, b, c = ARGV[at + 2], ARGV[at + 3], ARGV[at + 4]
+    if not readable(kind, state) then
+        state = '?'
+    end
+    reply[i + 2] = state or ''
     local ok, new, ttl
-    if refund then
+    if state == '?' then
+        ok = refund
+    elseif refund then
         if kind == 'g' then
             new, ttl = gcra_refund(state, cost, num(b))
         elseif kind == 'f' then

@@ -349,7 +349,8 @@ impl RedisLimiter {
     }
 }
 
-/// A state the client cannot read (another script version wrote it):
+/// A state the client cannot read (another script version wrote it, or the
+/// script reported `?`: a key of another type or text that is no state):
 /// refuse for a second rather than admit uncounted.
 pub(super) fn unreadable() -> Decision {
     Decision::Denied {
