@@ -166,7 +166,9 @@ pub struct HeaderStyle {
     /// this percentage is used (CyberVault: 80). RFC 9111 obsoletes
     /// `Warning`; it is off unless asked for.
     pub warning_percent: Option<u8>,
-    /// `Retry-After` on refusals (only on 429 responses).
+    /// `Retry-After` in this form whenever the rendered decision carries a
+    /// wait (a refusal); `None`: never. Render a refusal's headers only for
+    /// its 429 (HTTP defines `Retry-After` on 429 and 503 responses).
     pub retry_after: Option<RetryAfterFormat>,
 }
 

@@ -367,7 +367,8 @@ impl KeyedDecision {
 pub enum KeyedError {
     /// A capacity of zero keys.
     ZeroCapacity,
-    /// The table for this capacity would not fit in memory addresses.
+    /// The table for this capacity would not fit in memory addresses, or
+    /// the allocator could not give it.
     CapacityTooLarge,
 }
 
@@ -376,7 +377,7 @@ impl fmt::Display for KeyedError {
         match self {
             KeyedError::ZeroCapacity => f.write_str("keyed store capacity must be at least 1 key"),
             KeyedError::CapacityTooLarge => {
-                f.write_str("keyed store capacity is too large for this machine's address space")
+                f.write_str("keyed store capacity is too large: its table cannot be allocated")
             }
         }
     }
@@ -497,17 +498,25 @@ impl<A: KeyedState, S: BuildHasher> KeyedLimiter<A, S> {
             .checked_mul(std::mem::size_of::<Bucket>() + 8)
             .filter(|&b| b <= isize::MAX as usize)
             .ok_or(KeyedError::CapacityTooLarge)?;
-        let buckets: Box<[Bucket]> = std::iter::repeat_with(|| {
-            CachePadded::new(std::array::from_fn(|_| Slot {
-                fp: AtomicU64::new(0),
-                st: AtomicU64::new(0),
-            }))
-        })
-        .take(total)
-        .collect();
-        let ctl: Box<[AtomicU64]> = std::iter::repeat_with(|| AtomicU64::new(0))
-            .take(total)
-            .collect();
+        // Reserved first: a table the allocator cannot give is an error,
+        // not an abort of the process.
+        let mut buckets: Vec<Bucket> = Vec::new();
+        let mut ctl: Vec<AtomicU64> = Vec::new();
+        buckets
+            .try_reserve_exact(total)
+            .and_then(|()| ctl.try_reserve_exact(total))
+            .map_err(|_| KeyedError::CapacityTooLarge)?;
+        buckets.extend(
+            std::iter::repeat_with(|| {
+                CachePadded::new(std::array::from_fn(|_| Slot {
+                    fp: AtomicU64::new(0),
+                    st: AtomicU64::new(0),
+                }))
+            })
+            .take(total),
+        );
+        ctl.extend(std::iter::repeat_with(|| AtomicU64::new(0)).take(total));
+        let (buckets, ctl) = (buckets.into_boxed_slice(), ctl.into_boxed_slice());
         Ok(KeyedLimiter {
             buckets,
             ctl,

@@ -191,6 +191,14 @@ fn bad_capacity_is_an_error() {
         KeyedLimiter::new(usize::MAX).err(),
         Some(KeyedError::CapacityTooLarge)
     );
+    // 10^17 keys: a table of ~2.4 × 10^18 bytes, inside `isize::MAX` but
+    // beyond any address space (57-bit included), so no allocator gives it
+    // (found by review: such a capacity aborted the process).
+    #[cfg(target_pointer_width = "64")]
+    assert_eq!(
+        KeyedLimiter::new(100_000_000_000_000_000).err(),
+        Some(KeyedError::CapacityTooLarge)
+    );
 }
 
 /// The whole store, word for word: every slot's fingerprint and state,

@@ -93,7 +93,13 @@ pub enum FailMode {
     Closed,
     /// Decide with an in-process GCRA per key that admits at most `share`
     /// (0 < share <= 1) of each member's rule — e.g. `1 / processes`, so the
-    /// fleet together stays within the limit. Each process counts alone.
+    /// fleet together admits within the limit *during the outage*. Each
+    /// process counts alone, from a fresh store: what Redis counted before
+    /// the outage is not known locally, so a window Redis had already
+    /// filled can admit up to about one more limit across the fleet while
+    /// Redis is away (and a Redis restarted without persistence starts its
+    /// counts fresh too). Use [`Closed`](Self::Closed) where no window may
+    /// ever exceed its limit.
     ///
     /// * A **GCRA** rule (`limit` per `period`, burst `B`) runs locally at
     ///   one unit per `T / share` (`T` the rule's emission interval, rounded
