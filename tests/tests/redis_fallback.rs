@@ -570,8 +570,58 @@ impl Setup {
     }
 
     fn complete(&self, r: &RedisLimiter, a: RedisAdmission<'_>, status: u16) {
-        self.rt.block_on(r.complete(a, status));
+        let now = unix_now().saturating_sub(self.zero);
+        self.rt.block_on(r.complete(a, status, now));
     }
+}
+
+/// A refund of a local (outage) admission is timed on the clock the charge
+/// was counted on — the engine's, which `complete` now takes — not on the
+/// system clock (found by review: `complete` read `SystemTime`; with the
+/// engine's clock an hour ahead of it, a 304 after 29 s gave back the whole
+/// 30 s of its charge instead of 1 s, and 2 per minute admitted a third
+/// within the minute).
+#[test]
+fn a_local_refund_is_timed_on_the_engine_clock() {
+    let Some(mut server) = Server::start("a_local_refund_is_timed_on_the_engine_clock") else {
+        return;
+    };
+    const TWO_PER_MINUTE: &str = r#"
+name = "t"
+refund_status = [304]
+[response]
+headers = "x-ratelimit"
+body = "s4e"
+[plans.free]
+limits = [{ per = "minute", limit = 2, algorithm = "gcra" }]
+"#;
+    let rt = runtime();
+    let engine = Engine::from_toml(TWO_PER_MINUTE, unix_now()).unwrap();
+    let r = limiter(&server, FailMode::Local { share: 1.0 });
+    server.stop();
+    wait_until(&rt, &r, false);
+    let req = Request::new("GET", "/x").key("k1").plan("free");
+    // The engine's clock, an hour ahead of the system clock.
+    let t0 = Nanos::from_secs(3_600);
+    let check = |t: Nanos| match rt.block_on(r.check_request(&engine, &req, t)).unwrap() {
+        PolicyOutcome::Allowed(a) => {
+            assert_eq!(a.source, Source::Local);
+            Some(a)
+        }
+        _ => None,
+    };
+    let first = check(t0).expect("first");
+    let second = check(t0).expect("second");
+    drop(second);
+    // A 304 for the first, 29 s after its charge: 1 s of it still weighs
+    // (the bucket regenerated 29 s of its 30 s on its own).
+    let later = t0 + Nanos::from_secs(29);
+    rt.block_on(r.complete(first, 304, later));
+    assert!(check(later).is_some(), "the refund gave back nothing");
+    assert!(
+        check(later + Nanos::from_secs(1)).is_none(),
+        "a third admitted within the minute under 2 per minute"
+    );
 }
 
 /// An admission made while Redis was down (`FailOpen`: charged nowhere;

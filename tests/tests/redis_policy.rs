@@ -180,13 +180,13 @@ fn refunds_and_concurrency() {
     let PolicyOutcome::Allowed(a) = a else {
         unreachable!()
     };
-    rt.block_on(r.complete(a, 304)); // free: given back
+    rt.block_on(r.complete(a, 304, Nanos::ZERO)); // free: given back
     let b = rt.block_on(r.check_request(&e, &req, Nanos::ZERO)).unwrap();
     assert_eq!(remaining(&b), "19");
     let PolicyOutcome::Allowed(b) = b else {
         unreachable!()
     };
-    rt.block_on(r.complete(b, 200)); // counted
+    rt.block_on(r.complete(b, 200, Nanos::ZERO)); // counted
     let c = rt.block_on(r.check_request(&e, &req, Nanos::ZERO)).unwrap();
     assert_eq!(remaining(&c), "18");
     // Concurrency is per process: one stream at a time on this engine.
@@ -426,9 +426,9 @@ fn a_late_304_on_the_servers_clock_gives_a_refilled_bucket_nothing() {
         let start = Instant::now();
         for _ in 0..20 {
             let a = admitted(check());
-            rt.block_on(r.complete(a, 200));
+            rt.block_on(r.complete(a, 200, now()));
         }
-        rt.block_on(r.complete(slow, 304));
+        rt.block_on(r.complete(slow, 304, now()));
         let o = check();
         if start.elapsed() > Duration::from_millis(450) {
             eprintln!("attempt {attempt}: too slow ({:?}), again", start.elapsed());

@@ -102,7 +102,7 @@ impl RedisLimiter {
     /// let redis = RedisLimiter::new("redis://127.0.0.1:6379/", RedisConfig::default())?;
     /// let req = Request::new("GET", "/api/assets").key("k1").plan("free");
     /// match redis.check_request(&engine, &req, clock.now()).await? {
-    ///     PolicyOutcome::Allowed(a) => { /* serve, add a.headers */ redis.complete(a, 200).await }
+    ///     PolicyOutcome::Allowed(a) => { /* serve, add a.headers */ redis.complete(a, 200, clock.now()).await }
     ///     PolicyOutcome::Exempt => {}
     ///     PolicyOutcome::Denied(d) => { /* d.status, d.headers, d.body */ }
     /// }
@@ -258,11 +258,13 @@ impl RedisLimiter {
     /// at once costs nothing, and a slow one can never make a later window
     /// or a refilled bucket admit more than its limit — as
     /// [`Engine::complete`] in process.
-    pub async fn complete(&self, admission: RedisAdmission<'_>, status: u16) {
-        // The local fallback's clock: the engine's, as Unix time less its
-        // zero.
-        let local = super::unix_now().saturating_sub(admission.engine.unix_at_zero());
-        self.complete_inner(admission, status, None, local).await;
+    ///
+    /// `now` is the engine's clock, as given to
+    /// [`check_request`](Self::check_request): the local store counted the
+    /// charge on it, so the time since the charge is measured on it too
+    /// (Redis uses the server's time, as at the check).
+    pub async fn complete(&self, admission: RedisAdmission<'_>, status: u16, now: Nanos) {
+        self.complete_inner(admission, status, None, now).await;
     }
 
     /// [`complete`](Self::complete) at the engine's clock `now`, in Redis
