@@ -66,6 +66,7 @@ use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::task::{Wake, Waker};
 
 use serde_json::Value;
 use tollgate_core::{Clock, Decision, Nanos, Quota};
@@ -441,6 +442,10 @@ struct Boost {
 /// "identity"`).
 type QueueKey = (OwnedWho, Option<u64>);
 
+/// One line: ticket ids in order, each with the waker to wake when it
+/// becomes first (registered by [`Ticket::poll_waking`]).
+type Line = VecDeque<(u64, Option<Waker>)>;
+
 /// What outlives a reload: the keyed stores, boosts and queues.
 struct Stores {
     capacity: usize,
@@ -451,8 +456,8 @@ struct Stores {
     sem: KeyedSemaphore,
     boosts: RwLock<HashMap<String, Boost>>,
     any_boost: AtomicBool,
-    /// FIFO of ticket ids per line (see [`QueueKey`]).
-    queues: Mutex<HashMap<QueueKey, VecDeque<u64>>>,
+    /// FIFO of tickets per line (see [`QueueKey`]).
+    queues: Mutex<HashMap<QueueKey, Line>>,
     /// Tickets waiting in all queues (lets checks skip the queue lock).
     queued: AtomicUsize,
     next_ticket: AtomicU64,
@@ -1951,7 +1956,8 @@ impl Engine {
         }
         // Relaxed: ticket ids only need to be unique.
         let id = s.next_ticket.fetch_add(1, Ordering::Relaxed);
-        q.push_back(id);
+        q.push_back((id, None));
+        let first = q.len() == 1;
         s.queued.fetch_add(1, Ordering::Relaxed);
         drop(queues);
         Outcome::Queued(Ticket {
@@ -1967,6 +1973,7 @@ impl Engine {
             retry_at: refusal
                 .and_then(|d| d.retry_after)
                 .map(|r| now.saturating_add(r)),
+            first,
             queued: true,
         })
     }
@@ -2053,6 +2060,8 @@ pub struct Ticket<'e> {
     enqueued_at: Nanos,
     deadline: Nanos,
     retry_at: Option<Nanos>,
+    /// First in line at the last poll.
+    first: bool,
     queued: bool,
 }
 
@@ -2087,12 +2096,79 @@ impl<'e> Ticket<'e> {
     /// in line and admitted) or `Denied` (deadline passed, or it can no
     /// longer pass); [`Polled::Pending`] gives the ticket back to poll again
     /// later.
-    pub fn poll(mut self, now: Nanos) -> Polled<'e> {
+    pub fn poll(self, now: Nanos) -> Polled<'e> {
+        self.poll_inner(now, None)
+    }
+
+    /// [`poll`](Self::poll), and while the ticket is not first in line,
+    /// `waker` is woken when it becomes first (the one before it was
+    /// served, refused or went away): until then polling cannot serve it,
+    /// so a caller may sleep until that wake or the
+    /// [`deadline`](Self::deadline), whichever comes first, instead of
+    /// polling. A ticket that is first is not woken: poll it at
+    /// [`retry_at`](Self::retry_at), or every millisecond or so while it
+    /// waits for a concurrency slot. See [`is_first`](Self::is_first).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::task::{Wake, Waker};
+    /// use tollgate::policy::{Engine, Outcome, Polled, Request};
+    /// use tollgate::Nanos;
+    ///
+    /// struct Count(AtomicUsize);
+    /// impl Wake for Count {
+    ///     fn wake(self: Arc<Self>) { self.0.fetch_add(1, Ordering::Relaxed); }
+    /// }
+    /// let e = Engine::from_toml(r#"
+    /// name = "q"
+    /// [response]
+    /// headers = "none"
+    /// body = "slim-io"
+    /// [plans.free]
+    /// concurrency = 1
+    /// queue = { depth = 5, max_wait_secs = 10 }
+    /// "#, Nanos::ZERO).unwrap();
+    /// let r = Request::new("GET", "/x").key("t").plan("free");
+    /// let Outcome::Allowed(running) = e.check(&r, Nanos::ZERO).unwrap() else { panic!() };
+    /// let Outcome::Queued(first) = e.check(&r, Nanos::ZERO).unwrap() else { panic!() };
+    /// let Outcome::Queued(second) = e.check(&r, Nanos::ZERO).unwrap() else { panic!() };
+    /// let woken = Arc::new(Count(AtomicUsize::new(0)));
+    /// let waker = Waker::from(woken.clone());
+    /// let Polled::Pending(second) = second.poll_waking(Nanos::ZERO, &waker) else { panic!() };
+    /// assert!(!second.is_first());
+    /// drop(first); // its client went away: `second` is first now
+    /// assert_eq!(woken.0.load(Ordering::Relaxed), 1);
+    /// drop(running);
+    /// let Polled::Ready(served) = second.poll(Nanos::ZERO) else { panic!() };
+    /// assert!(served.is_allowed());
+    /// ```
+    pub fn poll_waking(self, now: Nanos, waker: &Waker) -> Polled<'e> {
+        self.poll_inner(now, Some(waker))
+    }
+
+    /// Whether the ticket was first in line when it was queued or last
+    /// polled.
+    pub fn is_first(&self) -> bool {
+        self.first
+    }
+
+    fn poll_inner(mut self, now: Nanos, waker: Option<&Waker>) -> Polled<'e> {
         let e = self.engine;
         let head = {
-            let q = e.stores.queues.lock().unwrap_or_else(|p| p.into_inner());
-            q.get(&self.queue).and_then(|q| q.front()) == Some(&self.id)
+            let mut q = e.stores.queues.lock().unwrap_or_else(|p| p.into_inner());
+            let line = q.get_mut(&self.queue);
+            let head = line.as_ref().and_then(|q| q.front()).map(|t| t.0) == Some(self.id);
+            // Registered under the lock `leave` wakes under: no wake is
+            // lost between this check and the registration.
+            if let (false, Some(w), Some(line)) = (head, waker, line) {
+                if let Some(t) = line.iter_mut().find(|t| t.0 == self.id) {
+                    t.1 = Some(w.clone());
+                }
+            }
+            head
         };
+        self.first = head;
         if head {
             let who = self.queue.0.as_who();
             match e.decide(who, self.plan, self.endpoint, self.org.as_deref(), now) {
@@ -2119,20 +2195,21 @@ impl<'e> Ticket<'e> {
         Polled::Pending(self)
     }
 
-    /// Blocks the thread until served or refused, polling at the hinted
-    /// times (and every millisecond while a concurrency slot is awaited).
+    /// Blocks the thread until served or refused: while not first in line
+    /// it sleeps until it becomes first or its deadline; first, it polls at
+    /// the hinted time (every millisecond while a concurrency slot is
+    /// awaited).
     pub fn wait(mut self, clock: &impl Clock) -> Outcome<'e> {
+        let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
         loop {
             let now = clock.now();
-            match self.poll(now) {
+            match self.poll_waking(now, &waker) {
                 Polled::Ready(o) => return o,
                 Polled::Pending(t) => self = t,
             }
-            let until = self
-                .retry_at
-                .unwrap_or(now.saturating_add(Nanos::from_millis(1)))
-                .min(self.deadline);
-            std::thread::sleep(
+            let until = self.nap_until(now);
+            // A wake (an unpark) before this park makes it return at once.
+            std::thread::park_timeout(
                 until
                     .saturating_sub(now)
                     .as_duration()
@@ -2141,21 +2218,52 @@ impl<'e> Ticket<'e> {
         }
     }
 
+    /// Until when a ticket that was just polled at `now` can sleep: its
+    /// deadline when it is not first (it is woken when it becomes first),
+    /// else its `retry_at`, or 1 ms on while it waits for a concurrency
+    /// slot (a released slot wakes no one). Never past the deadline.
+    pub fn nap_until(&self, now: Nanos) -> Nanos {
+        let until = match (self.first, self.retry_at) {
+            (false, _) => self.deadline,
+            (true, Some(at)) => at,
+            (true, None) => now.saturating_add(Nanos::from_millis(1)),
+        };
+        until.min(self.deadline)
+    }
+
     fn leave(&mut self) {
         if !std::mem::take(&mut self.queued) {
             return;
         }
         let s = &self.engine.stores;
         let mut queues = s.queues.lock().unwrap_or_else(|p| p.into_inner());
+        let mut wake = None;
         if let Some(q) = queues.get_mut(&self.queue) {
-            if let Some(i) = q.iter().position(|&t| t == self.id) {
+            if let Some(i) = q.iter().position(|t| t.0 == self.id) {
                 q.remove(i);
                 s.queued.fetch_sub(1, Ordering::Relaxed);
+                if i == 0 {
+                    // The next one is first now: wake it.
+                    wake = q.front_mut().and_then(|t| t.1.take());
+                }
             }
             if q.is_empty() {
                 queues.remove(&self.queue);
             }
         }
+        drop(queues);
+        if let Some(w) = wake {
+            w.wake();
+        }
+    }
+}
+
+/// Wakes a thread blocked in [`Ticket::wait`].
+struct Unpark(std::thread::Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
     }
 }
 

@@ -24,17 +24,14 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use tollgate_core::{Clock, Nanos};
+use tollgate_core::Clock;
 
 use super::RateLimitLayer;
 use crate::policy::{Admission, Denial, Engine, Outcome, Polled, Request, RequestError};
 
 /// The longest a queued request sleeps before it polls its ticket again
-/// (its `retry_at` hint is in the engine's clock, which a test may move).
+/// (its hints are in the engine's clock, which a test may move).
 const MAX_NAP: Duration = Duration::from_millis(100);
-/// How often a request waiting for a concurrency slot polls (as
-/// [`Ticket::wait`](crate::policy::Ticket::wait) does).
-const SLOT_POLL: Nanos = Nanos::from_millis(1);
 
 /// The request as the engine needs it, owned (it outlives the HTTP request).
 #[derive(Debug)]
@@ -221,6 +218,11 @@ async fn admit<'e>(
     let mut outcome = engine
         .check(request, clock.now())
         .map_err(Verdict::Invalid)?;
+    // Woken when the ticket becomes first in line: until then it sleeps
+    // (up to `MAX_NAP` at a time) instead of polling.
+    let first = Arc::new(FirstInLine(tokio::sync::Notify::new()));
+    let waker = Waker::from(Arc::clone(&first));
+    let mut registered = false;
     loop {
         let ticket = match outcome {
             Outcome::Allowed(a) => return Ok(a),
@@ -229,18 +231,38 @@ async fn admit<'e>(
             Outcome::Queued(ticket) => ticket,
         };
         let now = clock.now();
-        let until = ticket
-            .retry_at()
-            .unwrap_or(now.saturating_add(SLOT_POLL))
-            .min(ticket.deadline());
-        let nap = until
+        if !std::mem::replace(&mut registered, true) && !ticket.is_first() {
+            // Just queued behind others: poll once at once to register the
+            // waker (the line may also have moved meanwhile).
+            outcome = match ticket.poll_waking(now, &waker) {
+                Polled::Ready(o) => o,
+                Polled::Pending(t) => Outcome::Queued(t),
+            };
+            continue;
+        }
+        let nap = ticket
+            .nap_until(now)
             .saturating_sub(now)
             .as_duration()
             .clamp(Duration::from_micros(50), MAX_NAP);
-        tokio::time::sleep(nap).await;
-        outcome = match ticket.poll(clock.now()) {
+        // `notify_one` keeps a permit when no one waits: a wake between the
+        // poll and this wait is not lost.
+        tokio::select! {
+            () = tokio::time::sleep(nap) => {}
+            () = first.0.notified() => {}
+        }
+        outcome = match ticket.poll_waking(clock.now(), &waker) {
             Polled::Ready(o) => o,
             Polled::Pending(t) => Outcome::Queued(t),
         };
+    }
+}
+
+/// The waker a queued request registers with its ticket.
+struct FirstInLine(tokio::sync::Notify);
+
+impl std::task::Wake for FirstInLine {
+    fn wake(self: Arc<Self>) {
+        self.0.notify_one();
     }
 }
