@@ -2200,10 +2200,15 @@ impl<'e> Ticket<'e> {
     /// the hinted time (every millisecond while a concurrency slot is
     /// awaited).
     pub fn wait(mut self, clock: &impl Clock) -> Outcome<'e> {
-        let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+        // Registered by the first poll; it stays until the ticket is first.
+        let mut waker = Some(Waker::from(Arc::new(Unpark(std::thread::current()))));
         loop {
             let now = clock.now();
-            match self.poll_waking(now, &waker) {
+            let polled = match waker.take() {
+                Some(w) => self.poll_waking(now, &w),
+                None => self.poll(now),
+            };
+            match polled {
                 Polled::Ready(o) => return o,
                 Polled::Pending(t) => self = t,
             }

@@ -251,7 +251,9 @@ async fn admit<'e>(
             () = tokio::time::sleep(nap) => {}
             () = first.0.notified() => {}
         }
-        outcome = match ticket.poll_waking(clock.now(), &waker) {
+        // The waker stays registered until the ticket is first (registered
+        // once above): a plain poll, which finds no waker to store.
+        outcome = match ticket.poll(clock.now()) {
             Polled::Ready(o) => o,
             Polled::Pending(t) => Outcome::Queued(t),
         };
