@@ -101,15 +101,16 @@ pub struct AllDecision {
 ///   GCRA member used a *later* `now`, by `δ`, the rollback can return up to
 ///   `δ` of emission time early — the same effect as that caller's clock being
 ///   `δ` fast. Read the clock once per request, just before checking.
-/// * A [`TokenBucket`](crate::TokenBucket) member is rolled back with its
-///   refund, which fills the bucket to `burst − 1` at most (a bucket filled by
-///   a refund would bring its next token early): a rollback that should
-///   leave it full leaves it one unit short until its next refill, at most
-///   `T` later — stricter, and with a burst of 1 the whole unit. Put a
-///   `TokenBucket` **last** in the outermost `All`: its last member is never
-///   rolled back (if it refuses, nothing of it was taken; if it admits,
-///   nobody after it can refuse). An `All` nested as a member is rolled back
-///   whole, its last member included.
+/// * A [`TokenBucket`](crate::TokenBucket) member is rolled back with
+///   [`TokenBucket::refund_since`](crate::TokenBucket::refund_since) at the
+///   same `now`: exactly as a GCRA member, full again if it was full. It
+///   gives back nothing (stricter) if, at that moment, another thread holds
+///   the bucket's refill line three times in a row or an episode of
+///   refusals is open. Put a `TokenBucket` **last** in the outermost `All`
+///   to avoid even that: its last member is never rolled back (if it
+///   refuses, nothing of it was taken; if it admits, nobody after it can
+///   refuse). An `All` nested as a member is rolled back whole, its last
+///   member included.
 ///
 /// # Examples
 ///
@@ -387,18 +388,25 @@ mod tests {
         }
     }
 
-    /// What the docs say of a `TokenBucket` member: rolled back it comes
-    /// back to `burst − 1` at most; last, it is never rolled back. (Found by
-    /// review: this was undocumented.)
+    /// What the docs say of a `TokenBucket` member: rolled back it is as it
+    /// was, full included; last, it is never rolled back. (It used to come
+    /// back one unit short of full: its rollback was a plain refund.)
     #[test]
-    fn a_token_bucket_member_rolled_back_is_one_short_last_it_is_untouched() {
+    fn a_token_bucket_member_rolled_back_is_as_it_was() {
         use crate::TokenBucket;
         let q = Quota::per_hour(nz(3));
         let now = Nanos::from_secs(5);
         let first = TokenBucket::new(q);
         let d = All((&first, Raced)).check_all(now, 1);
         assert!(!d.decision.is_allowed());
-        assert_eq!(first.peek(now).remaining, 2);
+        assert_eq!(first.peek(now), TokenBucket::new(q).peek(now));
+        assert!(
+            All((&first, &first, &first))
+                .check_all(now, 1)
+                .decision
+                .is_allowed()
+        );
+        assert!(!first.check(now).is_allowed());
         let last = TokenBucket::new(q);
         let d = All((Raced, &last)).check_all(now, 1);
         assert!(!d.decision.is_allowed());

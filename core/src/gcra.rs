@@ -247,6 +247,14 @@ pub fn refunded(quota: &Quota, tat: u64, now: Nanos, cost: u32) -> Option<u64> {
 /// returned. A `charged_at` after `now` (a clock stepping back) counts as no
 /// time elapsed.
 ///
+/// A `now` older than a check the TAT has already seen (the refunding thread
+/// read its clock, then another thread checked later) is moved up to the
+/// earliest `now` that check can have had: an admission at `now'` leaves the
+/// TAT at most `burst × T` past `now'`, so `TAT − burst × T` is a time the
+/// limiter has already reached. Without this, such a refund would give back
+/// a charge the later check's refill had already restored (18 kept at one
+/// instant with a burst of 10).
+///
 /// ```
 /// use core::num::NonZeroU32;
 /// use tollgate_core::{gcra, Nanos, Quota};
@@ -271,10 +279,10 @@ pub fn refunded_since(
     now: Nanos,
     cost: u32,
 ) -> Option<u64> {
-    let elapsed = now.as_u64().saturating_sub(charged_at.as_u64());
+    let now = now.as_u64().max(tat.saturating_sub(quota.capacity_raw()));
+    let elapsed = now.saturating_sub(charged_at.as_u64());
     let weight = (cost as u64).saturating_mul(quota.emission_raw());
     let owed = weight.saturating_sub(elapsed);
-    let now = now.as_u64();
     if owed == 0 || tat <= now {
         return None;
     }

@@ -86,9 +86,12 @@ pub trait Limiter {
     /// [`SlidingWindow`](crate::SlidingWindow) give the units back while
     /// `now` is in the window of the charge, nothing after;
     /// [`SlidingLog`](crate::SlidingLog) while the charge is still in its
-    /// window. The default, kept by [`TokenBucket`](crate::TokenBucket), is
-    /// [`Limiter::refund`] when `charged_at == now` and nothing otherwise:
-    /// never more than owed, possibly less.
+    /// window; [`TokenBucket`](crate::TokenBucket) unless a refill has filled
+    /// the bucket since. The default is [`Limiter::refund`] when `charged_at
+    /// == now` and nothing otherwise: never more than owed, possibly less.
+    /// A `now` older than another caller's latest call (a thread preempted
+    /// between reading its clock and refunding) must not give back more: the
+    /// core's limiters check this with such refunds.
     ///
     /// ```
     /// use core::num::NonZeroU32;
@@ -170,6 +173,12 @@ impl Limiter for crate::Gcra {
     fn refund_since(&self, charged_at: Nanos, now: Nanos, cost: u32) -> Snapshot {
         crate::Gcra::refund_since(self, charged_at, now, cost)
     }
+    /// As `refund_since(now, now, cost)`: a rollback made with a `now` older
+    /// than another thread's admission gives back only what is still owed.
+    #[inline]
+    fn undo(&self, now: Nanos, cost: u32) {
+        let _ = crate::Gcra::refund_since(self, now, now, cost);
+    }
     #[inline]
     fn probe(&self, now: Nanos, cost: u32) -> Decision {
         crate::Gcra::probe(self, now, cost)
@@ -188,6 +197,16 @@ impl Limiter for crate::TokenBucket {
     #[inline]
     fn refund(&self, now: Nanos, cost: u32) -> Snapshot {
         crate::TokenBucket::refund(self, now, cost)
+    }
+    #[inline]
+    fn refund_since(&self, charged_at: Nanos, now: Nanos, cost: u32) -> Snapshot {
+        crate::TokenBucket::refund_since(self, charged_at, now, cost)
+    }
+    /// As `refund_since(now, now, cost)`: a rollback made with a `now` older
+    /// than another thread's refill gives nothing back.
+    #[inline]
+    fn undo(&self, now: Nanos, cost: u32) {
+        let _ = crate::TokenBucket::refund_since(self, now, now, cost);
     }
     #[inline]
     fn probe(&self, now: Nanos, cost: u32) -> Decision {

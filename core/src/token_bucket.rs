@@ -16,7 +16,9 @@
 //! # The state
 //!
 //! * `tokens` (an `i64` alone on a cache line): units that can be admitted
-//!   now, at most `burst`.
+//!   now, at most `burst - 1` outside a claim (a fresh bucket holds 0 with
+//!   `next == 0`, read as full; the claim that fills a bucket takes its own
+//!   units in the same step, so a full count is never seen by another check).
 //! * `next` (nanoseconds, on a second line that every check reads but that is
 //!   written about once per emission interval `T`): when the next token
 //!   arrives. A check whose `now` has reached `next` *claims* the tokens that
@@ -26,9 +28,14 @@
 //!   twice and no claim works from a count another claim has not finished),
 //!   reads `tokens`, credits, and stores the new `next`. If the tokens that
 //!   arrived fill the bucket the phase restarts, `next = now + T` (GCRA's
-//!   `max(TAT, now)`); otherwise `next` moves on by whole intervals. A check
-//!   that finds the claim bit set does not wait: it goes on with the tokens
-//!   as they are (stricter until the claim lands).
+//!   `max(TAT, now)`); otherwise `next` moves on by whole intervals. The
+//!   claimer's own units are taken in the same compare-exchange as the
+//!   credit. A check that finds the claim bit set does not wait: it goes on
+//!   with the tokens as they are (stricter until the claim lands) — unless
+//!   the `next` under the bit is already due at its own `now` (a claimer or
+//!   refund that read an older clock): those tokens are from before a refill
+//!   that will be claimed after, and one taken now would be taken twice
+//!   (three admitted at one instant with a burst of 2), so it is refused.
 //! * `empty` (beside `next`): set when a check found too few tokens, cleared
 //!   by the next claim or refund. While set, checks load `tokens` first and
 //!   write only to admit, so a flood of refusals is read-only (a line every
@@ -67,18 +74,20 @@
 //! cost of 8: GCRA says never, the bucket 2^63 ns). The differences are all
 //! stricter:
 //!
-//! * a refund fills the bucket to `burst - 1` at most; the last unit comes
-//!   with the next refill, at most `T` later (a bucket made full by a refund
-//!   would let its next token arrive early). The same holds for a rollback in
-//!   [`All`](crate::All), which undoes with a refund: put a `TokenBucket`
-//!   last among the members of the outermost `All`, where it is never rolled
-//!   back;
+//! * a plain [`refund`](TokenBucket::refund) fills the bucket to `burst - 1`
+//!   at most; the last unit comes with the next refill, at most `T` later (a
+//!   bucket made full by a credit would let its next token arrive early).
+//!   [`refund_since`](TokenBucket::refund_since) (and the rollback in
+//!   [`All`](crate::All), which uses it) is GCRA's refund computed on the
+//!   bucket's state, so it is exact, full included — but gives nothing while
+//!   another claim holds the refill line or an episode is open;
 //! * while calls race, a check may be refused that the tokens would have
 //!   covered: during an episode every `fetch_sub` is refused (the opener's
 //!   base may have covered a joiner); while a claim is being made or an
-//!   episode is open, the tokens that arrived are not yet credited; and a
-//!   refund racing a claim can make the claim keep the old phase with the
-//!   bucket one short of full (its cap of `burst - 1`);
+//!   episode is open, the tokens that arrived are not yet credited (and a
+//!   check whose `now` has reached the `next` under the claim bit is
+//!   refused); and a refund racing a claim can make the claim keep the old
+//!   phase with the bucket one short of full (its cap of `burst - 1`);
 //! * a next arrival past 2^63 ns (bit 63 of the `next` word is the claim
 //!   bit) is "never": no more tokens, `retry_after == Nanos::MAX`, where GCRA
 //!   would still count to the end of the `u64` range.
@@ -104,6 +113,7 @@
 //! and refunds.
 
 use crate::decision::{Decision, Snapshot};
+use crate::gcra;
 use crate::quota::Quota;
 use crate::sync::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use crate::time::Nanos;
@@ -200,6 +210,14 @@ fn as_units(x: u64) -> u32 {
     u32::try_from(x).unwrap_or(u32::MAX)
 }
 
+/// Whether a refill is due at `now` by `next` (with or without the claim
+/// bit): its arrival has come, and arrivals have not ended (`NEVER`).
+#[inline]
+fn due_by(next: u64, now: u64) -> bool {
+    let due = next & !CLAIMING;
+    due <= now && due < NEVER
+}
+
 /// The bucket as one caller sees it after any refill due at its `now`.
 #[derive(Clone, Copy, Debug)]
 struct View {
@@ -209,12 +227,29 @@ struct View {
     next: u64,
 }
 
+/// What [`TokenBucket::claim`] did for the check that made it.
+#[derive(Clone, Copy, Debug)]
+enum Claim {
+    /// Claimed, and took the check's units with the credit: `left` remain.
+    Taken { left: i64, next: u64 },
+    /// Claimed, but the count (`tokens`, credit included) does not cover
+    /// the check's cost: refuse it.
+    Short { tokens: i64, next: u64 },
+    /// Claimed nothing (another claim in progress, an episode open, no
+    /// arrival any more, or `next` already moved past now): go on with the
+    /// tokens as they are. `next` is the value in force, possibly with the
+    /// claim bit.
+    Not { next: u64 },
+}
+
 impl TokenBucket {
     /// A full bucket for `quota`.
     #[cfg(not(tollgate_loom))]
     pub const fn new(quota: Quota) -> TokenBucket {
         TokenBucket {
-            tokens: Line(AtomicI64::new(quota.burst().get() as i64)),
+            // Fresh: no tokens counted, `next == 0`, which the first claim
+            // (or a read-out) takes as full (see `claim`).
+            tokens: Line(AtomicI64::new(0)),
             refill: Line(Refill {
                 next: AtomicU64::new(0),
                 empty: AtomicBool::new(false),
@@ -228,7 +263,9 @@ impl TokenBucket {
     #[cfg(tollgate_loom)]
     pub fn new(quota: Quota) -> TokenBucket {
         TokenBucket {
-            tokens: Line(AtomicI64::new(quota.burst().get() as i64)),
+            // Fresh: no tokens counted, `next == 0`, which the first claim
+            // (or a read-out) takes as full (see `claim`).
+            tokens: Line(AtomicI64::new(0)),
             refill: Line(Refill {
                 next: AtomicU64::new(0),
                 empty: AtomicBool::new(false),
@@ -276,24 +313,54 @@ impl TokenBucket {
             return self.probe(now, cost);
         }
         let now = now.as_u64();
+        let c = i64::from(cost);
         // Acquire: a claim made from it reads the count after the previous
         // claim's credit (see `claim`). (A plain load on x86.)
         let mut next = self.refill.0.next.load(Ordering::Acquire);
         // (A claim in progress or NEVER is above any `now` below 2^63; `claim`
         // sorts out the rest.)
         if now >= next {
-            next = self.claim(now, next);
+            match self.claim(now, next, c) {
+                Claim::Taken { left, next } => return self.allowed(left, next, now),
+                Claim::Short { tokens, next } => return self.denied(tokens, next, now, cost),
+                Claim::Not { next: n } if due_by(n, now) => {
+                    return self.refused_refill_pending(now, n & !CLAIMING, cost);
+                }
+                Claim::Not { next: n } => next = n,
+            }
         }
-        let next = next & !CLAIMING;
-        let c = i64::from(cost);
-        if !self.refill.0.empty.load(Ordering::Relaxed) {
+        // A claim in progress: read first, so that no `fetch_sub` of ours
+        // opens an episode that makes the claimer (who is about to take its
+        // own units together with the credit) claim nothing.
+        if next & CLAIMING == 0 && !self.refill.0.empty.load(Ordering::Relaxed) {
             let old = self.tokens.0.fetch_sub(c, Ordering::Relaxed);
             if old >= c {
                 return self.allowed(old - c, next, now);
             }
             return self.refused_after_fetch_sub(old, next, now, cost);
         }
-        self.check_reading_first(now, next, c, cost)
+        let due = next & !CLAIMING;
+        if next & CLAIMING != 0 && due_by(next, now) {
+            // The claim or refund in progress will leave a refill due at our
+            // `now`: the tokens there now are from before it.
+            return self.refused_refill_pending(now, due, cost);
+        }
+        self.check_reading_first(now, due, c, cost)
+    }
+
+    /// A refill is due at this check's `now` but could not be claimed (a
+    /// claim or refund holds the bit with a `next` at or before `now` — its
+    /// maker read an older clock —, or an episode is open). The tokens there
+    /// are the ones from before that refill: a check that took one would be
+    /// counted as taken before the refill, and the refill, claimed later,
+    /// would then fill the bucket again on top of it (three admitted at one
+    /// instant with a burst of 2; found by a loom model). Refused; retrying
+    /// claims the refill.
+    #[cold]
+    #[inline(never)]
+    fn refused_refill_pending(&self, now: u64, next: u64, cost: u32) -> Decision {
+        let x = self.tokens.0.load(Ordering::Relaxed);
+        self.denied(x, next, now, cost)
     }
 
     /// A `fetch_sub` that found `old < cost`: it opened an episode (`old >=
@@ -358,17 +425,29 @@ impl TokenBucket {
 
     /// Claims and credits the tokens that arrived up to `now` (`seen <= now`,
     /// the `next` this caller read; nothing when it is `NEVER` or carries the
-    /// claim bit).
-    /// Returns the `next` in force afterwards (possibly with the claim bit:
-    /// another claim in progress).
+    /// claim bit), and takes the caller's `c` units in the same step as the
+    /// credit.
+    ///
+    /// Taking them together is what keeps a full bucket from being seen: a
+    /// claim that fills the bucket restarts the phase at its `now` (the next
+    /// token comes `T` after it), which is right only if the units leave at
+    /// that same instant. Credited first and taken by a separate `fetch_sub`,
+    /// the full bucket's units could go to a check with a later `now` (one
+    /// that had no claim to make) while the claimer is refused — and the next
+    /// token would then come less than `T` after that admission (admissions
+    /// at 10.9 s and 11.0 s at one per second, burst 1; found by a loom
+    /// model). So the count never holds `burst` outside this step: a fresh
+    /// bucket holds 0 tokens with `next == 0` (its first claim fills it),
+    /// refunds and kept-phase claims stop at `burst - 1`, and a claim that
+    /// fills the bucket leaves `burst - c`.
     #[cold]
     #[inline(never)]
-    fn claim(&self, now: u64, mut seen: u64) -> u64 {
+    fn claim(&self, now: u64, mut seen: u64, c: i64) -> Claim {
         let burst = i64::from(self.quota.burst().get());
         let t = self.quota.emission_raw();
         if seen >= NEVER {
             // A claim in progress, or no token will arrive again.
-            return seen;
+            return Claim::Not { next: seen };
         }
         loop {
             // Read before taking the claim bit: a check that consumes while
@@ -381,10 +460,17 @@ impl TokenBucket {
             if x0 < 0 {
                 // An episode is open: claim nothing this time. (Report the
                 // `next` in force now: another claim may have moved it.)
-                return self.refill.0.next.load(Ordering::Acquire);
+                return Claim::Not {
+                    next: self.refill.0.next.load(Ordering::Acquire),
+                };
             }
-            let arrived = self.quota.units_in(now - seen).saturating_add(1);
-            // x0 <= burst, so room >= 0.
+            // `seen == 0`: a fresh bucket, full whatever the time.
+            let arrived = match seen {
+                0 => u64::MAX,
+                _ => self.quota.units_in(now - seen).saturating_add(1),
+            };
+            // x0 <= burst - 1 (the count holds `burst` only inside this
+            // step, see above), so room >= 1.
             let room = (burst - x0.min(burst)) as u64;
             let (credit, full, next) = if arrived >= room {
                 // The arrivals fill the bucket: GCRA's floor, the phase
@@ -407,10 +493,13 @@ impl TokenBucket {
             // not credited yet) report the wait to the arrival after them,
             // not to `seen`, which has passed. Acquire on failure: a new
             // `seen`.
+            // Acquire on success too: `next` may have come back to `seen`
+            // (a refund stores the value it found), and then it is the
+            // refund's Release that publishes its credit to this claim.
             match self.refill.0.next.compare_exchange(
                 seen,
                 next | CLAIMING,
-                Ordering::Relaxed,
+                Ordering::Acquire,
                 Ordering::Acquire,
             ) {
                 Ok(_) => {
@@ -420,22 +509,57 @@ impl TokenBucket {
                     // whose own check then joins the episode would let the
                     // next token come early). The next check claims.
                     let cap = if full { burst } else { burst - 1 };
-                    let claimed = credit == 0 || self.add_unless_episode(credit as i64, cap);
-                    let next = if claimed { next } else { seen };
-                    if claimed && self.refill.0.empty.load(Ordering::Relaxed) {
+                    let outcome = self.credit_and_take(credit as i64, cap, c);
+                    let next = if outcome.is_some() { next } else { seen };
+                    if outcome.is_some() && self.refill.0.empty.load(Ordering::Relaxed) {
                         self.refill.0.empty.store(false, Ordering::Relaxed);
                     }
                     // Release: publishes the credit to the next claimer.
                     self.refill.0.next.store(next, Ordering::Release);
-                    return next;
+                    return match outcome {
+                        Some(Ok(left)) => Claim::Taken { left, next },
+                        Some(Err(tokens)) => Claim::Short { tokens, next },
+                        None => Claim::Not { next },
+                    };
                 }
                 Err(actual) => {
                     // Another claim started or finished since `seen` was read.
                     if actual & CLAIMING != 0 || now < actual || actual >= NEVER {
-                        return actual;
+                        return Claim::Not { next: actual };
                     }
                     seen = actual;
                 }
+            }
+        }
+    }
+
+    /// Adds `n` tokens (at most to `cap`, never lowering the count), then
+    /// takes `c` if the count covers it, in one compare-exchange. `None`
+    /// (nothing changed) while an episode is open; else `Ok(left)` (taken)
+    /// or `Err(count)` (credited, too few to take).
+    fn credit_and_take(&self, n: i64, cap: i64, c: i64) -> Option<Result<i64, i64>> {
+        let mut x = self.tokens.0.load(Ordering::Relaxed);
+        loop {
+            if x < 0 {
+                return None;
+            }
+            let credited = x.saturating_add(n).min(cap).max(x);
+            let (new, outcome) = if credited >= c {
+                (credited - c, Ok(credited - c))
+            } else {
+                (credited, Err(credited))
+            };
+            // Exchanged even when `new == x`: only a read-modify-write proves
+            // that `x` is the latest count (a plain load may be older, and a
+            // decision on it could take units a refund had just added on top
+            // of a full credit; found by a loom model).
+            match self
+                .tokens
+                .0
+                .compare_exchange_weak(x, new, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return Some(outcome),
+                Err(actual) => x = actual,
             }
         }
     }
@@ -525,7 +649,11 @@ impl TokenBucket {
         if raw & CLAIMING != 0 || now < next || next >= NEVER {
             return View { tokens: x, next };
         }
-        let arrived = self.quota.units_in(now - next).saturating_add(1);
+        // `next == 0`: a fresh bucket, full whatever the time.
+        let arrived = match next {
+            0 => u64::MAX,
+            _ => self.quota.units_in(now - next).saturating_add(1),
+        };
         let t = self.quota.emission_raw();
         if arrived >= burst.saturating_sub(x) {
             View {
@@ -664,6 +792,138 @@ impl TokenBucket {
         self.peek(now)
     }
 
+    /// Gives back `cost` units admitted at `charged_at`, as of `now`: only
+    /// what the charge still weighs, exactly as
+    /// [`Gcra::refund_since`](crate::Gcra::refund_since) would on the same
+    /// history. The bucket's state is read as GCRA's theoretical arrival time
+    /// (full `burst - 1 - tokens` intervals after the next arrival), the
+    /// refund applied to it ([`gcra::refunded_since`](crate::gcra::refunded_since)),
+    /// and the result stored back as tokens and a next arrival. So a refund
+    /// made after the bucket refilled gives back nothing the refill already
+    /// restored, and one that comes after other admissions moves the next
+    /// arrival as GCRA would (a plain credit would keep a phase that the
+    /// refunded charge had set, and bring the next token early).
+    ///
+    /// Unlike [`refund`](Self::refund) this can make the bucket full again:
+    /// it then holds `burst - 1` with its next arrival already due, and the
+    /// next check restarts the phase at its own `now`, as GCRA does.
+    ///
+    /// Made holding the claim bit (no claim can move `next` in between);
+    /// while another claim holds it, or an episode is open, it gives nothing
+    /// rather than wait (never more than owed, possibly less). A `now` older
+    /// than another thread's latest check counts as GCRA's does (see
+    /// [`gcra::refunded_since`](crate::gcra::refunded_since)).
+    ///
+    /// ```
+    /// use core::num::NonZeroU32;
+    /// use tollgate_core::{Nanos, Quota, TokenBucket};
+    ///
+    /// let bucket = TokenBucket::new(Quota::per_second(NonZeroU32::new(10).unwrap()));
+    /// let t0 = Nanos::from_secs(1);
+    /// assert!(bucket.check_n(t0, 9).is_allowed());
+    /// assert_eq!(bucket.refund_since(t0, t0, 4).remaining, 5); // prompt: given back
+    /// // Another thread, a minute later: the bucket refilled; it spends it.
+    /// let t1 = Nanos::from_secs(61);
+    /// assert!(bucket.check_n(t1, 10).is_allowed());
+    /// // The rest of the t0 charge refunded, on the t0 thread's clock:
+    /// // the refill restored it already, nothing is owed.
+    /// assert_eq!(bucket.refund_since(t0, t0, 5).remaining, 0);
+    /// assert!(!bucket.check(t1).is_allowed());
+    /// ```
+    pub fn refund_since(&self, charged_at: Nanos, now: Nanos, cost: u32) -> Snapshot {
+        if cost > 0 {
+            self.refund_as_gcra(charged_at, now, cost);
+        }
+        self.peek(now)
+    }
+
+    /// Takes the claim bit and makes the refund of
+    /// [`refund_since`](Self::refund_since) under it.
+    fn refund_as_gcra(&self, charged_at: Nanos, now: Nanos, cost: u32) {
+        // Acquire: as a claimer, to read a count that includes the last
+        // claim's credit.
+        let mut seen = self.refill.0.next.load(Ordering::Acquire);
+        // A claim holds the bit for a few instructions; a refund that finds
+        // it set three times gives nothing rather than wait for a thread
+        // that may be preempted.
+        for _ in 0..3 {
+            if seen & CLAIMING != 0 {
+                seen = self.refill.0.next.load(Ordering::Acquire);
+                continue;
+            }
+            // 0: fresh (full, nothing owed); NEVER: no arrivals any more.
+            if seen == 0 || seen >= NEVER {
+                return;
+            }
+            match self.refill.0.next.compare_exchange(
+                seen,
+                seen | CLAIMING,
+                Ordering::Acquire,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    let next = self.refund_holding_claim(seen, charged_at, now, cost);
+                    // Release: the credit is in the count the next claimer
+                    // reads.
+                    self.refill.0.next.store(next, Ordering::Release);
+                    return;
+                }
+                Err(actual) => seen = actual,
+            }
+        }
+    }
+
+    /// The refund itself, with `next == seen` held by the claim bit; returns
+    /// the `next` to store. Checks may still take tokens meanwhile (each
+    /// moves GCRA's TAT one interval on): the count is re-read and the
+    /// conversion redone until the exchange lands.
+    fn refund_holding_claim(&self, seen: u64, charged_at: Nanos, now: Nanos, cost: u32) -> u64 {
+        let burst = i64::from(self.quota.burst().get());
+        let t = self.quota.emission_raw();
+        let mut x = self.tokens.0.load(Ordering::Relaxed);
+        loop {
+            if x < 0 {
+                // An episode is open: its opener restores a count this
+                // credit cannot be ordered against. Nothing.
+                return seen;
+            }
+            let x1 = x.min(burst - 1);
+            let missing = (burst - 1 - x1) as u64;
+            let tat = seen.saturating_add(missing.saturating_mul(t));
+            let Some(after) = gcra::refunded_since(&self.quota, tat, charged_at, now, cost) else {
+                return seen;
+            };
+            // Back to (tokens, next): `k` intervals between the next arrival
+            // and full. The bucket answers as GCRA for every `now` after
+            // `next - T`, so the next arrival goes at most `T` past the
+            // refund's time (`r`, as `refunded_since` takes it) — and the
+            // count never goes down (`k <= missing`).
+            let r = now
+                .as_u64()
+                .max(tat.saturating_sub(self.quota.capacity_raw()));
+            let canonical = after.saturating_sub(r.saturating_add(t)).div_ceil(t);
+            let k = canonical.min(missing);
+            let new = burst - 1 - k as i64;
+            // (`next == 0` would read as fresh: 1 ns is stricter.)
+            let next = after.saturating_sub(k.saturating_mul(t)).max(1);
+            // Exchanged even when `new == x`, to know `x` was the latest
+            // count (see `credit_and_take`).
+            match self
+                .tokens
+                .0
+                .compare_exchange_weak(x, new, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => {
+                    if self.refill.0.empty.load(Ordering::Relaxed) {
+                        self.refill.0.empty.store(false, Ordering::Relaxed);
+                    }
+                    return next;
+                }
+                Err(actual) => x = actual,
+            }
+        }
+    }
+
     /// Returns the bucket to a fresh (full) state. Meant for a quiet bucket:
     /// checks racing a reset may see either state (as with
     /// [`Gcra::reset`](crate::Gcra::reset)).
@@ -679,10 +939,10 @@ impl TokenBucket {
     /// assert!(bucket.check(Nanos::ZERO).is_allowed());
     /// ```
     pub fn reset(&self) {
-        let burst = i64::from(self.quota.burst().get());
         self.refill.0.owed.store(0, Ordering::Relaxed);
         self.refill.0.next.store(0, Ordering::Release);
-        self.tokens.0.store(burst, Ordering::Relaxed);
+        // Fresh, as `new`: 0 counted with `next == 0` reads as full.
+        self.tokens.0.store(0, Ordering::Relaxed);
         self.refill.0.empty.store(false, Ordering::Relaxed);
     }
 }

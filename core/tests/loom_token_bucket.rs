@@ -242,3 +242,101 @@ fn claim_never_decides_on_an_episode_with_tokens_left() {
         assert_eq!(b.peek(t1).remaining + here + there, 3, "count not exact");
     });
 }
+
+/// Found by review (eighth session): A claims the refill at its `now` (10 s),
+/// which restarts the phase there (next = 11 s); before A takes its token, B
+/// (now 10.9 s, no claim due) takes it and A is refused. With the credit and
+/// the claimer's take as separate steps, the phase stayed at A's instant
+/// although the token left at 10.9 s, so C at 11.0 s was admitted too: two
+/// admissions 0.1 s apart at one per second, burst 1. The claimer now takes
+/// its units in the same step as the credit.
+#[test]
+fn a_full_bucket_never_goes_to_a_later_check_than_its_claimer() {
+    loom::model(|| {
+        let b = Arc::new(TokenBucket::new(quota(1)));
+        assert!(b.check(Nanos::from_secs(1)).is_allowed()); // next = 2 s
+        let ta = Nanos::from_secs(10);
+        let tb = ta + Nanos::from_millis(900);
+        let b2 = b.clone();
+        let a = thread::spawn(move || admitted(&b2, ta, 1));
+        let by_b = admitted(&b, tb, 1);
+        let _ = a.join().unwrap();
+        let by_c = admitted(&b, ta + Nanos::from_secs(1), 1);
+        assert!(
+            by_b + by_c <= 1,
+            "admitted at 10.9 s and at 11.0 s: 2 in 0.1 s, bound 1 + 0.1"
+        );
+    });
+}
+
+/// The same race on a fresh bucket: its first claim (A, at 10 s) must not
+/// leave the burst to a check with a later `now` that skipped the claim.
+#[test]
+fn a_fresh_bucket_never_goes_to_a_later_check_than_its_claimer() {
+    loom::model(|| {
+        let b = Arc::new(TokenBucket::new(quota(1)));
+        let ta = Nanos::from_secs(10);
+        let tb = ta + Nanos::from_millis(900);
+        let b2 = b.clone();
+        let a = thread::spawn(move || admitted(&b2, ta, 1));
+        let by_b = admitted(&b, tb, 1);
+        let by_a = a.join().unwrap();
+        assert!(by_a + by_b >= 1, "a fresh bucket refused both");
+        let by_c = admitted(&b, ta + Nanos::from_secs(1), 1);
+        assert!(by_b + by_c <= 1, "admitted at 10.9 s and at 11.0 s");
+    });
+}
+
+/// A stale refund (`refund_since` on the clock of the charge) races a check
+/// at a later time whose claim refills the bucket: whichever lands first,
+/// the burst is admitted at most once at that instant.
+#[test]
+fn stale_refund_since_racing_a_refill_gives_back_nothing_refilled() {
+    loom::model(|| {
+        let b = Arc::new(TokenBucket::new(quota(2)));
+        let t0 = Nanos::from_secs(1);
+        assert!(b.check_n(t0, 2).is_allowed());
+        let b2 = b.clone();
+        let r = thread::spawn(move || {
+            let _ = b2.refund_since(t0, t0, 1);
+        });
+        let t1 = t0 + Nanos::from_secs(5); // refilled
+        let mut at_t1 = admitted(&b, t1, 2);
+        r.join().unwrap();
+        while b.check(t1).is_allowed() {
+            at_t1 += 1;
+        }
+        assert!(at_t1 <= 2, "{at_t1} admitted at one instant, burst 2");
+    });
+}
+
+/// A claimer with an older clock (its `now` is the arrival it claims) holds
+/// the claim bit while a check whose `now` is past the claimer's new `next`
+/// comes in: the tokens in the count are from before that refill, so taking
+/// one would be counted before it, and the refill claimed after the claimer
+/// would fill the bucket on top (3 admitted at one instant, burst 2; found by
+/// reasoning, then by this model with the check reading first). Refused
+/// instead; retrying after the claim claims the refill.
+#[test]
+fn a_check_past_a_stale_claimers_next_waits_for_its_refill() {
+    loom::model(|| {
+        let b = Arc::new(TokenBucket::new(quota(2))); // T = 0.5 s
+        let t0 = Nanos::from_secs(1);
+        assert!(b.check(t0).is_allowed()); // 1 left, next at 1.5 s
+        let b2 = b.clone();
+        let t2 = t0 + Nanos::from_millis(1500); // two arrivals after the claimer's
+        let later = thread::spawn(move || {
+            let first = b2.check(t2).is_allowed();
+            let second = b2.check(t2).is_allowed();
+            u32::from(first) + u32::from(second)
+        });
+        // The claimer: its `now` is the arrival it claims. (It may be
+        // refused: the other thread may have emptied the bucket.)
+        let _ = b.check(t0 + Nanos::from_millis(500));
+        let mut at_t2 = later.join().unwrap();
+        while b.check(t2).is_allowed() {
+            at_t2 += 1;
+        }
+        assert!(at_t2 <= 2, "{at_t2} admitted at one instant, burst 2");
+    });
+}

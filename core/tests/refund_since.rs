@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::late_refunds::{gcra_bound, kept, ops, per_window};
+use common::late_refunds::{gcra_bound_with_slack, kept, kept_and_lag, ops, per_window};
 
 use std::num::NonZeroU32;
 
@@ -35,7 +35,8 @@ proptest! {
     ) {
         let q = Quota::per_second(nz(per_sec)).with_burst(nz(burst));
         let g = Gcra::new(q);
-        gcra_bound(&kept(&g, &ops), burst, q.emission_interval().as_u64())?;
+        let (kept, lag) = kept_and_lag(&g, &ops);
+        gcra_bound_with_slack(&kept, burst, q.emission_interval().as_u64(), lag)?;
     }
 
     #[test]
@@ -64,6 +65,20 @@ proptest! {
         }
     }
 
+    /// `TokenBucket::refund_since`, with on-time and stale refunds: GCRA's
+    /// bound holds for what stays admitted.
+    #[test]
+    fn token_bucket_late_refunds_never_loosen_the_bound(
+        burst in 1u32..5,
+        per_sec in 1u32..5,
+        ops in ops(700_000_000, 2),
+    ) {
+        let q = Quota::per_second(nz(per_sec)).with_burst(nz(burst));
+        let b = TokenBucket::new(q);
+        let (kept, lag) = kept_and_lag(&b, &ops);
+        gcra_bound_with_slack(&kept, burst, q.emission_interval().as_u64(), lag)?;
+    }
+
     /// A composite refunds each member what it still owes: the GCRA member's
     /// bound and the window's both hold.
     #[test]
@@ -75,8 +90,8 @@ proptest! {
         let q = Quota::per_second(nz(per_sec));
         let w = 2_000_000_000u64;
         let all = All((Gcra::new(q), FixedWindow::new(nz(limit), Nanos::new(w), Nanos::ZERO).unwrap()));
-        let kept = kept(&all, &ops);
-        gcra_bound(&kept, per_sec, q.emission_interval().as_u64())?;
+        let (kept, lag) = kept_and_lag(&all, &ops);
+        gcra_bound_with_slack(&kept, per_sec, q.emission_interval().as_u64(), lag)?;
         per_window(&kept, w, limit)?;
     }
 }
@@ -95,9 +110,9 @@ fn prompt_refunds_give_everything_back() {
     let tb = TokenBucket::new(Quota::per_minute(nz(3)));
     assert!(tb.check_n(t0, 2).is_allowed());
     assert_eq!(Limiter::refund_since(&tb, t0, t0, 1).remaining, 2);
-    // Later: nothing (never more than owed; here less).
+    // 20 ms later, as GCRA: nearly all of the 20 s interval is still owed.
     assert!(tb.check(t0).is_allowed());
-    assert_eq!(Limiter::refund_since(&tb, t0, t1, 1).remaining, 1);
+    assert_eq!(Limiter::refund_since(&tb, t0, t1, 1).remaining, 2);
     // The sliding log, while the charge is in its window: given back.
     let log = SlidingLog::<1>::new(Nanos::from_secs(60)).unwrap();
     assert!(log.check(t0).is_allowed());
@@ -158,6 +173,70 @@ fn a_stale_refund_gives_nothing_from_a_later_window() {
         assert!(
             !l.check(Nanos::new(later)).is_allowed(),
             "{i}: the later window admitted twice"
+        );
+    }
+}
+
+/// Found by review (eighth session): `refund_since(t0, t0, c)` — a prompt
+/// refund of a charge at t0, as the refunding thread's clock reads — made
+/// after another thread with a later clock refilled and spent the bucket,
+/// gave back units the refill had already restored: 19 kept at one instant
+/// with a burst of 10.
+#[test]
+fn token_bucket_stale_refund_since_gives_back_nothing_refilled() {
+    let b = TokenBucket::new(Quota::per_second(nz(10)));
+    let t0 = Nanos::from_secs(1);
+    let t1 = Nanos::from_secs(100); // far past a full refill
+    assert!(b.check_n(t0, 9).is_allowed());
+    let mut kept_at_t1 = 0;
+    if b.check_n(t1, 10).is_allowed() {
+        kept_at_t1 += 10;
+    }
+    let _ = Limiter::refund_since(&b, t0, t0, 9);
+    while b.check(t1).is_allowed() {
+        kept_at_t1 += 1;
+    }
+    assert!(
+        kept_at_t1 <= 10,
+        "kept {kept_at_t1} at one instant, burst 10"
+    );
+}
+
+/// The same for `Gcra::refund_since` with a refund `now` a little after the
+/// charge but before another thread's later check (18 kept with burst 10),
+/// and for a composite's rollback (`undo`) made with a stale `now`.
+#[test]
+fn gcra_stale_refund_since_gives_back_nothing_refilled() {
+    let g = Gcra::new(Quota::per_second(nz(10)));
+    let t0 = Nanos::from_secs(1);
+    let t1 = Nanos::from_secs(100);
+    assert!(g.check_n(t0, 9).is_allowed());
+    let mut kept_at_t1 = 0;
+    if g.check_n(t1, 10).is_allowed() {
+        kept_at_t1 += 10;
+    }
+    let _ = g.refund_since(t0, t0 + Nanos::from_millis(1), 9);
+    while g.check(t1).is_allowed() {
+        kept_at_t1 += 1;
+    }
+    assert!(
+        kept_at_t1 <= 10,
+        "kept {kept_at_t1} at one instant, burst 10"
+    );
+
+    // A rollback: the stale thread's admission of 9 at t0 is undone after
+    // the t1 thread spent the refilled burst.
+    for undo_by in [0, 1] {
+        let g = Gcra::new(Quota::per_second(nz(10)));
+        let b = TokenBucket::new(Quota::per_second(nz(10)));
+        let ls: [&dyn Limiter; 2] = [&g, &b];
+        let l = ls[undo_by];
+        assert!(l.check_n(t0, 9).is_allowed());
+        assert!(l.check_n(t1, 10).is_allowed());
+        l.undo(t0, 9);
+        assert!(
+            !l.check(t1).is_allowed(),
+            "limiter {undo_by}: an 11th at t1"
         );
     }
 }

@@ -576,6 +576,36 @@ fn a_stale_refund_gives_nothing_from_a_later_window() {
     }
 }
 
+/// A GCRA refund whose `now` was read before another caller's later check
+/// (a client preempted between its clock and its refund) gives back nothing
+/// that check's refill restored: the script counts from `TAT − burst × T`,
+/// as the core's `gcra::refunded_since`. Without it, a burst of 10 spent at
+/// t0, refilled and spent again at t0 + 2 s, then refunded as of t0, gave
+/// the 10 back — 20 admitted at t0 + 2 s.
+#[test]
+fn a_stale_gcra_refund_gives_back_nothing_refilled() {
+    let Some(server) = Server::start("a_stale_gcra_refund_gives_back_nothing_refilled") else {
+        return;
+    };
+    let rt = runtime();
+    let redis = limiter(&server);
+    let q = Quota::per_second(nz(10));
+    let m = [Member::new("k", RedisRule::gcra(q), 10)];
+    let one = [Member::new("k", RedisRule::gcra(q), 1)];
+    let t0 = Nanos::from_secs(5);
+    let t1 = t0 + Nanos::from_secs(2);
+    let check =
+        |m: &[Member<'_>], t: Nanos| rt.block_on(redis.check_all_at("stale", m, t)).decision;
+    assert!(check(&m, t0).is_allowed());
+    assert!(check(&m, t1).is_allowed());
+    let left = refund_in_redis(&rt, &redis, "stale", &m, t0, t0);
+    assert_eq!(left, 0, "the mirror gave back");
+    assert!(
+        !check(&one, t1).is_allowed(),
+        "the refill was given back twice"
+    );
+}
+
 /// Found by review: a refund that brought a window's count to 0 deleted the
 /// key, forgetting the window index the core keeps. A check with an older
 /// time (a caller whose clock is behind, passing its own time) then started

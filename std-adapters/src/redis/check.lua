@@ -146,28 +146,35 @@ end
 
 -- The state after giving back what a charge of `back` ns (cost x T) made at
 -- `charged` still weighs -- `back` less the time since -- and the time until
--- it is fresh; nil when there is nothing to give back.
-local function gcra_refund(state, cost, back)
+-- it is fresh; nil when there is nothing to give back. A `now` older than a
+-- check the TAT has seen (a client clock read before another client's later
+-- check) counts from TAT - cap, a time the limiter has reached (as the core's
+-- `gcra::refunded_since`): it gives back nothing a refill restored.
+local function gcra_refund(state, cost, back, cap)
     if not state or cost == 0 then
         return nil
     end
-    if less(charged, now) then
-        local since = sub(now, charged)
+    local tat = num(state)
+    local at = now
+    if less(cap, tat) and less(at, sub(tat, cap)) then
+        at = sub(tat, cap)
+    end
+    if less(charged, at) then
+        local since = sub(at, charged)
         if not less(since, back) then
             -- The bucket has regenerated the whole charge by itself.
             return nil
         end
         back = sub(back, since)
     end
-    local tat = num(state)
-    if not less(now, tat) then
+    if not less(at, tat) then
         return nil
     end
-    local new = now
+    local new = at
     if less(back, tat) then
         new = sub(tat, back)
-        if less(new, now) then
-            new = now
+        if less(new, at) then
+            new = at
         end
     end
     return text(new), sub(new, now)
@@ -376,7 +383,7 @@ for i = 1, #KEYS do
         ok = refund
     elseif refund then
         if kind == 'g' then
-            new, ttl = gcra_refund(state, cost, num(b))
+            new, ttl = gcra_refund(state, cost, num(b), num(c))
         elseif kind == 'f' then
             new, ttl = fixed_refund(state, cost, tonumber(b), num(c))
         else
