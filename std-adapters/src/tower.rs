@@ -346,8 +346,10 @@ impl RateLimitLayer {
 
     /// Trusts `hops` reverse proxies in front of the service to append the
     /// address they received the request from to `X-Forwarded-For`: the
-    /// client address is then the `hops`-th entry from the right (entries to
-    /// its left are whatever the client sent, and are ignored). With fewer
+    /// client address is then the `hops`-th entry from the right, counted
+    /// across all the header's lines (entries to its left are whatever the
+    /// client sent, and are ignored: never decoded, so not even bytes that
+    /// are no text change which entry counts). With fewer
     /// entries than `hops`, or an entry that is no address, the connection's
     /// peer address is used. The default, 0, never reads the header: a
     /// client cannot choose its own rate-limit key.

@@ -4,7 +4,7 @@
 
 mod http_common;
 
-use http_common::{run, send, start};
+use http_common::{run, send, send_raw, start};
 
 /// Anonymous callers (keyed by client address): 3 a minute.
 const POLICY: &str = r#"
@@ -61,5 +61,26 @@ fn trusted_hops_pick_the_address_the_proxy_appended() {
             assert_eq!(send(s.addr, "GET", "/api/assets", &[]).await.status, 200);
         }
         assert_eq!(get("not-an-address").await.status, 429);
+    });
+}
+
+#[test]
+fn a_byte_that_is_no_text_left_of_the_proxy_entry_changes_nothing() {
+    run(async {
+        let s = start(POLICY, |l| l.trust_forwarded_hops(1)).await;
+        let addr = s.addr;
+        let get = move |xff: &'static [u8]| async move {
+            send_raw(addr, "GET", "/api/assets", &[("x-forwarded-for", xff)]).await
+        };
+        for _ in 0..3 {
+            assert_eq!(get(b"203.0.113.1").await.status, 200);
+        }
+        // The client wrote a byte 0xff, the proxy appended the client's
+        // address: the client's budget, not a fresh one (the line used to be
+        // unreadable as a whole, and the request keyed by the proxy).
+        assert_eq!(get(b"\xff, 203.0.113.1").await.status, 429);
+        // The trusted entry itself unreadable: the connection's address.
+        let r = get(b"203.0.113.1, \xff").await;
+        assert_eq!((r.status, r.header("x-ratelimit-remaining")), (200, "2"));
     });
 }

@@ -121,19 +121,20 @@ pub(crate) fn client_ip<B>(request: &Request<B>, hops: usize) -> Option<IpAddr> 
 
 /// The `n`-th (1-based) `X-Forwarded-For` entry from the right, across all
 /// the header's lines in order; `None` when there are fewer, or when that
-/// entry (or a line on the way to it) is not readable as an address.
+/// entry is not readable as an address.
+///
+/// The lines are split as raw bytes and only the chosen entry is decoded:
+/// whatever a client wrote left of it (even bytes that are no text) cannot
+/// make the entry a trusted proxy appended unreadable.
 fn nth_forwarded_from_right(headers: &HeaderMap, n: usize) -> Option<IpAddr> {
-    let mut left = n;
-    for line in headers.get_all("x-forwarded-for").iter().rev() {
-        let line = line.to_str().ok()?;
-        for entry in line.rsplit(',') {
-            left -= 1;
-            if left == 0 {
-                return parse_entry(entry.trim());
-            }
-        }
-    }
-    None
+    let entry = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .rev()
+        .flat_map(|line| line.as_bytes().rsplit(|&b| b == b','))
+        .nth(n.checked_sub(1)?)?;
+    let entry = std::str::from_utf8(entry.trim_ascii()).ok()?;
+    parse_entry(entry)
 }
 
 /// `1.2.3.4`, `1.2.3.4:80`, `::1`, `[::1]:80`.
@@ -188,6 +189,22 @@ mod tests {
         assert_eq!(client_ip(&r, 5), ip("10.0.0.2"));
         let junk = req(&[("x-forwarded-for", "unknown")], Some("10.0.0.3:1"));
         assert_eq!(client_ip(&junk, 1), ip("10.0.0.3"));
+    }
+
+    #[test]
+    fn bytes_left_of_the_chosen_entry_are_never_decoded() {
+        let mut r = req(&[], Some("10.0.0.4:1"));
+        let xff = |v: &[u8]| http::HeaderValue::from_bytes(v).unwrap();
+        // The client wrote a byte that is no text; the proxy appended 3.3.3.3.
+        r.headers_mut()
+            .append("x-forwarded-for", xff(b"1.1.1.1, \xff, 3.3.3.3"));
+        assert_eq!(client_ip(&r, 1), ip("3.3.3.3"));
+        // Across lines: the unreadable line is left of the chosen entry.
+        r.headers_mut().append("x-forwarded-for", xff(b"4.4.4.4"));
+        assert_eq!(client_ip(&r, 2), ip("3.3.3.3"));
+        // The chosen entry itself unreadable: the peer, as before.
+        assert_eq!(client_ip(&r, 3), ip("10.0.0.4"));
+        assert_eq!(client_ip(&r, 4), ip("1.1.1.1"));
     }
 
     #[test]
