@@ -45,7 +45,13 @@
 //!    [`KeyFrom`] sources that has one (default: `Authorization: Bearer`,
 //!    then `X-API-Key`); its plan (and organisation) from a [`Caller`] an
 //!    earlier auth layer put in the request's extensions, else from the
-//!    [`plans`](RateLimitLayer::plans) callback. The client address (which
+//!    [`plans`](RateLimitLayer::plans) callback. A `Caller` with an
+//!    [`id`](Caller::id) is keyed by that id instead (and needs no key
+//!    header): **an auth layer in front should set `id` to the identity it
+//!    validated**, because otherwise the budget's key is the first header
+//!    found (Authorization before X-API-Key), which a client can make up — a
+//!    made-up bearer token next to a validated `X-API-Key` would get the
+//!    auth layer's plan on a budget of its own. The client address (which
 //!    keys anonymous callers) is the connection's peer: axum's
 //!    `ConnectInfo<SocketAddr>` (feature `axum`) or a `SocketAddr`
 //!    extension. `X-Forwarded-For` is **ignored** unless
@@ -186,18 +192,28 @@ use hold::{Hold, Verdict};
 use permits::Shared;
 pub use permits::{PermitGuard, Permits};
 
-/// Who a caller is, beyond the API key: the plan the caller's account is on
-/// and, for policies with an organisation pool or `scope = "org"`, its
-/// organisation.
+/// Who a caller is, beyond the API key: the plan the caller's account is on,
+/// for policies with an organisation pool or `scope = "org"` its
+/// organisation, and the identity it was authenticated as.
 ///
 /// Return one from the [`plans`](RateLimitLayer::plans) callback, or insert
 /// one into the request's extensions in an earlier (async) auth layer.
 ///
+/// **An auth layer in front should set [`id`](Caller::id) to the identity it
+/// validated** (the API key it checked, an account id). The budget is then
+/// keyed by that id. Without an id the key is the first header the layer's
+/// [`KeyFrom`] sources find (by default `Authorization: Bearer` before
+/// `X-API-Key`), which nobody needs to have validated: a client that sends
+/// its real `X-API-Key` and a made-up bearer token next to it gets the
+/// auth layer's plan on a fresh budget per token.
+///
 /// ```
 /// use tollgate::tower::Caller;
-/// let c = Caller::new("premium").org("acme");
+/// // What an auth layer inserts once it has validated the key "k1".
+/// let c = Caller::new("premium").org("acme").id("k1");
 /// assert_eq!(c.plan, "premium");
 /// assert_eq!(c.org.as_deref(), Some("acme"));
+/// assert_eq!(c.id.as_deref(), Some("k1"));
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller {
@@ -205,20 +221,41 @@ pub struct Caller {
     pub plan: String,
     /// The organisation, if any.
     pub org: Option<String>,
+    /// The identity the caller was authenticated as, if any: when set, the
+    /// budget's key (instead of the first [`KeyFrom`] header with a value),
+    /// and the caller needs no key header at all (a session cookie, a client
+    /// certificate). An auth layer in front should set it to what it
+    /// validated; see [`Caller`].
+    pub id: Option<String>,
 }
 
 impl Caller {
-    /// A caller on `plan`, without an organisation.
+    /// A caller on `plan`, without an organisation or an id.
     pub fn new(plan: impl Into<String>) -> Caller {
         Caller {
             plan: plan.into(),
             org: None,
+            id: None,
         }
     }
 
     /// Sets the organisation.
     pub fn org(mut self, org: impl Into<String>) -> Caller {
         self.org = Some(org.into());
+        self
+    }
+
+    /// Sets the identity the caller was authenticated as: the budget's key
+    /// (see [`Caller::id`](Caller#structfield.id)).
+    ///
+    /// ```
+    /// use tollgate::tower::Caller;
+    /// // An auth layer validated X-API-Key "k1", or the session of account 7.
+    /// assert_eq!(Caller::new("pro").id("k1").id.as_deref(), Some("k1"));
+    /// assert_eq!(Caller::new("pro").id("acct-7").id.as_deref(), Some("acct-7"));
+    /// ```
+    pub fn id(mut self, id: impl Into<String>) -> Caller {
+        self.id = Some(id.into());
         self
     }
 }
@@ -312,7 +349,8 @@ impl RateLimitLayer {
     /// or `None` for a key that is not valid (answered 401). It runs on every
     /// request that has a key and no `Caller` extension, so keep it to a map
     /// look-up; resolve keys asynchronously in an earlier layer that inserts
-    /// the `Caller` instead.
+    /// the `Caller` instead. A returned caller's [`id`](Caller::id), if set,
+    /// is the budget's key in place of `key`.
     ///
     /// ```
     /// use std::collections::HashMap;
@@ -332,7 +370,8 @@ impl RateLimitLayer {
     }
 
     /// Where the API key is read from, first match wins (default:
-    /// [`KeyFrom::Bearer`], then the `X-API-Key` header).
+    /// [`KeyFrom::Bearer`], then the `X-API-Key` header). A [`Caller`] with
+    /// an [`id`](Caller::id) is keyed by its id, not by this header.
     ///
     /// ```
     /// use tollgate::tower::{KeyFrom, RateLimitLayer};
@@ -685,5 +724,49 @@ mod tests {
         drop(res);
         assert!(!late.keep().is_holding());
         assert_eq!(svc.oneshot(get("/x")).await.unwrap().status(), 200);
+    }
+
+    /// Two requests a minute on plan `pro`.
+    const PRO: &str = r#"
+        name = "pro"
+        [response]
+        headers = "none"
+        body = "s4e"
+        [plans.pro]
+        limits = [{ per = "minute", limit = 2 }]
+    "#;
+
+    #[tokio::test]
+    async fn a_made_up_bearer_token_next_to_an_authenticated_key_mints_no_budget() {
+        let engine = Engine::from_toml(PRO, Nanos::ZERO).unwrap();
+        // No `plans` callback: only the auth layer's `Caller` says who calls.
+        let svc = RateLimitLayer::new(engine, &CLOCK).layer(tower::service_fn(
+            |_: Request<String>| async { Ok::<_, Infallible>(Response::new(String::new())) },
+        ));
+        // What an auth layer in front does once it has validated X-API-Key.
+        let request = |bearer: Option<&str>| {
+            let mut b = Request::get("/x").header("x-api-key", "real-key");
+            if let Some(token) = bearer {
+                b = b.header("authorization", format!("Bearer {token}"));
+            }
+            let mut r = b.body(String::new()).unwrap();
+            r.extensions_mut().insert(Caller::new("pro").id("real-key"));
+            r
+        };
+        let status = |r: Response<RateLimitBody<String>>| r.status().as_u16();
+        for _ in 0..2 {
+            assert_eq!(
+                status(svc.clone().oneshot(request(None)).await.unwrap()),
+                200
+            );
+        }
+        assert_eq!(
+            status(svc.clone().oneshot(request(None)).await.unwrap()),
+            429
+        );
+        // Authorization is read before X-API-Key, and nobody validated it:
+        // the budget stays the authenticated key's.
+        let made_up = request(Some("made-up-1"));
+        assert_eq!(status(svc.oneshot(made_up).await.unwrap()), 429);
     }
 }

@@ -74,21 +74,34 @@ pub(crate) fn subject<B>(
     forwarded_hops: usize,
 ) -> Subject {
     let headers = request.headers();
-    let key = keys.iter().find_map(|k| k.read(headers));
-    // A key whose caller is unknown goes to the engine without a plan: it
-    // still passes exempt routes, and is refused (401) everywhere else.
-    let caller = key.and_then(|k| match request.extensions().get::<Caller>() {
-        Some(c) => Some(c.clone()),
-        None => lookup.and_then(|f| f(k)),
-    });
-    let (plan, org) = match caller {
-        Some(c) => (Some(c.plan), c.org),
-        None => (None, None),
+    let header_key = keys.iter().find_map(|k| k.read(headers));
+    let from_auth = request.extensions().get::<Caller>();
+    let caller = match from_auth {
+        // An identity an auth layer validated needs no header at all.
+        Some(c) if c.id.is_some() => Some(c.clone()),
+        // A key whose caller is unknown goes to the engine without a plan:
+        // it still passes exempt routes, and is refused (401) everywhere
+        // else.
+        _ => header_key.and_then(|k| match from_auth {
+            Some(c) => Some(c.clone()),
+            None => lookup.and_then(|f| f(k)),
+        }),
+    };
+    let (key, plan, org) = match caller {
+        // The caller's id, when it has one, is the budget's key: the header
+        // read first may be one nobody validated (a made-up bearer token
+        // next to the X-API-Key an auth layer checked).
+        Some(c) => (
+            c.id.or_else(|| header_key.map(str::to_owned)),
+            Some(c.plan),
+            c.org,
+        ),
+        None => (header_key.map(str::to_owned), None, None),
     };
     Subject {
         method: request.method().clone(),
         path: request.uri().path().to_owned(),
-        key: key.map(str::to_owned),
+        key,
         plan,
         org,
         ip: client_ip(request, forwarded_hops),
@@ -248,6 +261,35 @@ mod tests {
         assert_eq!(
             subject(&unknown, &KeyFrom::DEFAULT, Some(&lookup), 0).plan,
             None
+        );
+    }
+
+    #[test]
+    fn an_authenticated_id_is_the_key() {
+        let keys = KeyFrom::DEFAULT;
+        let made_up = [("authorization", "Bearer made-up"), ("x-api-key", "k1")];
+        // An auth layer validated X-API-Key: its id, not the made-up token.
+        let mut r = req(&made_up, None);
+        r.extensions_mut().insert(Caller::new("pro").id("k1"));
+        let s = subject(&r, &keys, None, 0);
+        assert_eq!(
+            (s.key.as_deref(), s.plan.as_deref()),
+            (Some("k1"), Some("pro"))
+        );
+        // It needs no header at all (a cookie, a client certificate).
+        let mut r = req(&[], None);
+        r.extensions_mut().insert(Caller::new("pro").id("acct-7"));
+        assert_eq!(subject(&r, &keys, None, 0).key.as_deref(), Some("acct-7"));
+        // Without an id: the first header with a key, as documented.
+        let mut r = req(&made_up, None);
+        r.extensions_mut().insert(Caller::new("pro"));
+        assert_eq!(subject(&r, &keys, None, 0).key.as_deref(), Some("made-up"));
+        // The lookup's caller may name an id too.
+        let lookup = |k: &str| (k == "made-up").then(|| Caller::new("free").id("acct-8"));
+        let s = subject(&req(&made_up, None), &keys, Some(&lookup), 0);
+        assert_eq!(
+            (s.key.as_deref(), s.plan.as_deref()),
+            (Some("acct-8"), Some("free"))
         );
     }
 }
