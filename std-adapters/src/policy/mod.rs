@@ -2081,7 +2081,10 @@ impl<'e> Ticket<'e> {
         self.enqueued_at
     }
 
-    /// When it gives up and is refused.
+    /// When it gives up and is refused: polled after it, it is refused
+    /// without being tried, unless its turn came by then (first in line,
+    /// held only by a rate limit that clears by the deadline: a late poll
+    /// still tries it).
     pub fn deadline(&self) -> Nanos {
         self.deadline
     }
@@ -2093,9 +2096,9 @@ impl<'e> Ticket<'e> {
     }
 
     /// Tries to be served at `now`: [`Polled::Ready`] with `Allowed` (first
-    /// in line and admitted) or `Denied` (deadline passed, or it can no
-    /// longer pass); [`Polled::Pending`] gives the ticket back to poll again
-    /// later.
+    /// in line and admitted) or `Denied` (its [deadline](Self::deadline)
+    /// passed, or it can no longer pass); [`Polled::Pending`] gives the
+    /// ticket back to poll again later.
     pub fn poll(self, now: Nanos) -> Polled<'e> {
         self.poll_inner(now, None)
     }
@@ -2168,8 +2171,15 @@ impl<'e> Ticket<'e> {
             }
             head
         };
+        // Its turn came in time if, first in line at the last poll, it waited
+        // only for a rate limit that clears by its deadline (`retry_at` is
+        // never past it): polled late (a timer fires after the deadline it
+        // was set for), it is still tried. Any other ticket past its deadline
+        // is refused untried: it was not first by then, or waited for a slot
+        // that may have freed only after (the slot goes to the next in line).
+        let turn_came = self.first && self.retry_at.is_some();
         self.first = head;
-        if head {
+        if head && (now <= self.deadline || turn_came) {
             let who = self.queue.0.as_who();
             match e.decide(who, self.plan, self.endpoint, self.org.as_deref(), now) {
                 Ok(a) => {
@@ -2186,6 +2196,7 @@ impl<'e> Ticket<'e> {
                 }
             }
         } else if now >= self.deadline {
+            // Its deadline passed before its turn came.
             self.leave();
             let max_wait = self.deadline.saturating_sub(self.enqueued_at);
             let who = self.queue.0.as_who();
@@ -2429,5 +2440,133 @@ mod tests {
         assert_eq!(at("GET", "/a/{x}/*"), "endpoint GET /a/{}/*");
         assert_eq!(at("GET", "/"), "endpoint GET /");
         assert_ne!(at("GET", "/scans/{id}"), at("GET", "/scans/id"));
+    }
+
+    /// One slot, a line of 5 that waits up to 10 s for it.
+    const ONE_SLOT: &str = r#"
+        name = "q"
+        [response]
+        headers = "none"
+        body = "slim-io"
+        [plans.free]
+        concurrency = 1
+        queue = { depth = 5, max_wait_secs = 10 }
+    "#;
+
+    #[track_caller]
+    fn queued(o: Outcome<'_>) -> Ticket<'_> {
+        match o {
+            Outcome::Queued(t) => t,
+            other => panic!("expected Queued, got {other:?}"),
+        }
+    }
+
+    #[track_caller]
+    fn pending(t: Ticket<'_>, now: Nanos) -> Ticket<'_> {
+        match t.poll(now) {
+            Polled::Pending(t) => t,
+            Polled::Ready(o) => panic!("expected to still wait, got {o:?}"),
+        }
+    }
+
+    #[track_caller]
+    fn ready(t: Ticket<'_>, now: Nanos) -> Outcome<'_> {
+        match t.poll(now) {
+            Polled::Ready(o) => o,
+            Polled::Pending(t) => panic!("expected an answer, still waiting: {t:?}"),
+        }
+    }
+
+    #[track_caller]
+    fn refused(o: Outcome<'_>) -> Denial {
+        match o {
+            Outcome::Denied(d) => d,
+            other => panic!("expected a 429, got {other:?}"),
+        }
+    }
+
+    /// "The longest a request waits before it is refused after all": a
+    /// ticket first in line whose slot frees only after its deadline is
+    /// refused when polled then, not served (it took the slot from the
+    /// next in line, which had not waited that long).
+    #[test]
+    fn a_first_ticket_polled_past_its_deadline_is_refused() {
+        let e = Engine::from_toml(ONE_SLOT, Nanos::ZERO).unwrap();
+        let r = Request::new("GET", "/x").key("t").plan("free");
+        let Outcome::Allowed(running) = e.check(&r, Nanos::ZERO).unwrap() else {
+            panic!("the first request takes the slot");
+        };
+        let t = queued(e.check(&r, Nanos::ZERO).unwrap());
+        assert_eq!(t.deadline(), Nanos::from_secs(10));
+        let t = pending(t, Nanos::from_secs(9)); // still in use
+        drop(running);
+        let d = refused(ready(t, Nanos::from_secs(10).saturating_add(Nanos::new(1))));
+        assert_eq!(d.status, 429);
+        assert_eq!(d.retry_after, Some(Nanos::from_secs(10)));
+        // Nothing was charged: the slot is free for the next request.
+        assert!(e.check(&r, Nanos::from_secs(11)).unwrap().is_allowed());
+    }
+
+    /// A ticket that becomes first only after its deadline (the one before
+    /// it went away late) is refused, not served.
+    #[test]
+    fn a_ticket_first_only_past_its_deadline_is_refused() {
+        let e = Engine::from_toml(ONE_SLOT, Nanos::ZERO).unwrap();
+        let r = Request::new("GET", "/x").key("t").plan("free");
+        let Outcome::Allowed(running) = e.check(&r, Nanos::ZERO).unwrap() else {
+            panic!("the first request takes the slot");
+        };
+        let ahead = queued(e.check(&r, Nanos::ZERO).unwrap());
+        let t = queued(e.check(&r, Nanos::from_secs(1)).unwrap());
+        let t = pending(t, Nanos::from_secs(2));
+        assert!(!t.is_first());
+        drop(running);
+        drop(ahead); // at 12 s, say: `t` waited past its 11 s deadline
+        let d = refused(ready(t, Nanos::from_secs(12)));
+        assert_eq!(d.retry_after, Some(Nanos::from_secs(10)));
+    }
+
+    /// Up to the deadline included, a first ticket is served once it passes
+    /// ("wait up to max_wait").
+    #[test]
+    fn a_first_ticket_is_served_at_its_deadline() {
+        let e = Engine::from_toml(ONE_SLOT, Nanos::ZERO).unwrap();
+        let r = Request::new("GET", "/x").key("t").plan("free");
+        let Outcome::Allowed(running) = e.check(&r, Nanos::ZERO).unwrap() else {
+            panic!("the first request takes the slot");
+        };
+        let t = queued(e.check(&r, Nanos::ZERO).unwrap());
+        let t = pending(t, Nanos::from_millis(9_999));
+        drop(running);
+        assert!(ready(t, Nanos::from_secs(10)).is_allowed());
+    }
+
+    /// A ticket first in line held by a rate limit that clears at its
+    /// deadline exactly had its turn in time: polled a little late (a
+    /// timer never fires at the nanosecond), it is still served, not
+    /// refused after waiting the whole `max_wait` for that turn.
+    #[test]
+    fn a_rate_held_first_ticket_whose_turn_came_by_its_deadline_is_served_late() {
+        let e = Engine::from_toml(
+            r#"
+            name = "q"
+            [response]
+            headers = "none"
+            body = "slim-io"
+            [plans.free]
+            limits = [{ per = "minute", limit = 1 }]
+            queue = { on = "rate", depth = 5, max_wait_secs = 60 }
+            "#,
+            Nanos::ZERO,
+        )
+        .unwrap();
+        let r = Request::new("GET", "/x").key("t").plan("free");
+        assert!(e.check(&r, Nanos::ZERO).unwrap().is_allowed());
+        // The next minute opens at 60 s: the refusal clears within the 60 s
+        // wait, at the deadline itself.
+        let t = queued(e.check(&r, Nanos::ZERO).unwrap());
+        assert_eq!(t.retry_at(), Some(t.deadline()));
+        assert!(t.is_first());
+        assert!(ready(t, Nanos::from_millis(60_001)).is_allowed());
     }
 }
