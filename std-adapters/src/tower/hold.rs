@@ -234,10 +234,7 @@ async fn admit<'e>(
         if !std::mem::replace(&mut registered, true) && !ticket.is_first() {
             // Just queued behind others: poll once at once to register the
             // waker (the line may also have moved meanwhile).
-            outcome = match ticket.poll_waking(now, &waker) {
-                Polled::Ready(o) => o,
-                Polled::Pending(t) => Outcome::Queued(t),
-            };
+            outcome = settled(ticket.poll_waking(now, &waker));
             continue;
         }
         let nap = ticket
@@ -253,10 +250,15 @@ async fn admit<'e>(
         }
         // The waker stays registered until the ticket is first (registered
         // once above): a plain poll, which finds no waker to store.
-        outcome = match ticket.poll(clock.now()) {
-            Polled::Ready(o) => o,
-            Polled::Pending(t) => Outcome::Queued(t),
-        };
+        outcome = settled(ticket.poll(clock.now()));
+    }
+}
+
+/// A poll's answer as an [`Outcome`]: still waiting is `Queued` again.
+fn settled(polled: Polled<'_>) -> Outcome<'_> {
+    match polled {
+        Polled::Ready(o) => o,
+        Polled::Pending(t) => Outcome::Queued(t),
     }
 }
 
