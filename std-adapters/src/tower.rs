@@ -388,10 +388,14 @@ impl RateLimitLayer {
     /// client address is then the `hops`-th entry from the right, counted
     /// across all the header's lines (entries to its left are whatever the
     /// client sent, and are ignored: never decoded, so not even bytes that
-    /// are no text change which entry counts). With fewer
+    /// are no text change which entry counts). An entry is an address with
+    /// or without a port, IPv6 bare or in brackets (`2001:db8::1`,
+    /// `[2001:db8::1]`, `[2001:db8::1]:4711`; a zone such as `%eth0` is
+    /// dropped). With fewer
     /// entries than `hops`, or an entry that is no address, the connection's
     /// peer address is used. The default, 0, never reads the header: a
-    /// client cannot choose its own rate-limit key.
+    /// client cannot choose its own rate-limit key. `Forwarded` (RFC 7239)
+    /// is never read.
     ///
     /// ```
     /// use tollgate::tower::RateLimitLayer;

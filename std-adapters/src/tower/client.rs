@@ -1,6 +1,6 @@
 //! Who is calling: the API key, its plan, the client address.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 use http::{HeaderMap, HeaderName, Request, header};
 
@@ -150,11 +150,32 @@ fn nth_forwarded_from_right(headers: &HeaderMap, n: usize) -> Option<IpAddr> {
     parse_entry(entry)
 }
 
-/// `1.2.3.4`, `1.2.3.4:80`, `::1`, `[::1]:80`.
+/// `1.2.3.4`, `1.2.3.4:80`, `::1`, `[::1]`, `[::1]:80`. An IPv6 zone
+/// (`fe80::1%eth0`, `[fe80::1%25eth0]:80`: RFC 4007, RFC 6874) names the
+/// proxy's link, not the client: it is dropped.
 fn parse_entry(s: &str) -> Option<IpAddr> {
-    s.parse::<IpAddr>()
+    if let Some(ip) = s
+        .parse::<IpAddr>()
         .ok()
         .or_else(|| s.parse::<SocketAddr>().ok().map(|a| a.ip()))
+    {
+        return Some(ip);
+    }
+    // IPv6 in brackets without a port, or with a zone std does not read.
+    let v6 = match s.strip_prefix('[') {
+        Some(rest) => {
+            let (inner, after) = rest.split_once(']')?;
+            let port = after.strip_prefix(':');
+            (after.is_empty() || port.is_some_and(|p| p.parse::<u16>().is_ok())).then_some(inner)?
+        }
+        None => s,
+    };
+    let addr = match v6.split_once('%') {
+        Some((addr, zone)) if !zone.is_empty() => addr,
+        Some(_) => return None,
+        None => v6,
+    };
+    addr.parse::<Ipv6Addr>().ok().map(IpAddr::V6)
 }
 
 #[cfg(test)]
@@ -218,6 +239,62 @@ mod tests {
         // The chosen entry itself unreadable: the peer, as before.
         assert_eq!(client_ip(&r, 3), ip("10.0.0.4"));
         assert_eq!(client_ip(&r, 4), ip("1.1.1.1"));
+    }
+
+    #[test]
+    fn ipv6_entries_in_the_forms_proxies_write() {
+        let at = |entry: &str| {
+            let r = req(&[("x-forwarded-for", entry)], Some("10.0.0.5:1"));
+            client_ip(&r, 1)
+        };
+        // With a port or without, bracketed or bare, any spelling: one client.
+        for entry in [
+            "2001:db8::1",
+            "[2001:db8::1]",
+            "[2001:db8::1]:4711",
+            "2001:DB8:0::0001",
+        ] {
+            assert_eq!(at(entry), ip("2001:db8::1"), "{entry}");
+        }
+        // A zone (RFC 4007; `%25` in a URI, RFC 6874) says which of the
+        // proxy's links the client is on, not who it is: dropped.
+        for entry in [
+            "fe80::1%eth0",
+            "[fe80::1%eth0]",
+            "[fe80::1%25eth0]:80",
+            "fe80::1%4",
+            "[fe80::1%4]:80",
+        ] {
+            assert_eq!(at(entry), ip("fe80::1"), "{entry}");
+        }
+        for entry in ["::ffff:1.2.3.4", "[::ffff:1.2.3.4]", "[::ffff:1.2.3.4]:80"] {
+            assert_eq!(at(entry), ip("1.2.3.4"), "{entry}");
+        }
+        // No address (RFC 7239's `unknown` and obfuscated names, broken
+        // brackets, an IPv4 address in brackets, a bad port): the peer.
+        for entry in [
+            "unknown",
+            "_hidden",
+            "[2001:db8::1",
+            "2001:db8::1]",
+            "[2001:db8::1]:",
+            "[2001:db8::1]:x",
+            "[2001:db8::1]:70000",
+            "[2001:db8::1]x",
+            "[1.2.3.4]",
+            "1.2.3.4%eth0",
+            "fe80::1%",
+            "[fe80::1%]:80",
+        ] {
+            assert_eq!(at(entry), ip("10.0.0.5"), "{entry}");
+        }
+        // `Forwarded` (RFC 7239) is not read: only `X-Forwarded-For` is
+        // what the trusted proxies are said to append to.
+        let r = req(
+            &[("forwarded", "for=\"[2001:db8::1]:4711\"")],
+            Some("10.0.0.5:1"),
+        );
+        assert_eq!(client_ip(&r, 1), ip("10.0.0.5"));
     }
 
     #[test]
