@@ -29,7 +29,7 @@ fn allowed(o: &Outcome<'_>) -> bool {
 fn a_304_gives_a_boosted_pool_back_what_it_was_charged() {
     let e = Engine::from_toml(POLICY, Nanos::ZERO).expect("policy loads");
     let t = Nanos::from_secs(10);
-    e.boost("acme", 5, Nanos::from_secs(3_600));
+    e.boost_org("acme", 5, Nanos::from_secs(3_600));
     let req = Request::new("GET", "/x")
         .key("k1")
         .org("acme")

@@ -597,7 +597,7 @@ fn cybervault_boost_5x_lifts_the_org_pool_for_the_boosted_key() {
 #[test]
 fn cybervault_org_boost_lifts_the_pool_for_all_its_keys() {
     let e = engine();
-    e.boost("acme", 5, secs(3_600));
+    e.boost_org("acme", 5, secs(3_600));
     for key in ["a", "b", "c", "d", "e"] {
         let r = get(key, "enterprise").org("acme");
         let admitted = (0..201)

@@ -437,6 +437,15 @@ struct Boost {
     until: Nanos,
 }
 
+/// Boosts of API keys and of organisations, kept apart as the stores keep
+/// their budgets apart: a key named like an organisation shares no boost
+/// with it. Client addresses are never boosted.
+#[derive(Default)]
+struct Boosts {
+    keys: HashMap<String, Boost>,
+    orgs: HashMap<String, Boost>,
+}
+
 /// A queue line: (identity, endpoint rule's stable id; `None` for requests
 /// no endpoint rule matches, and for the one line of a plan with `line =
 /// "identity"`).
@@ -454,7 +463,7 @@ struct Stores {
     fixed: [OnceLock<KeyedLimiter<KeyedFixedWindow>>; 4],
     sliding: [OnceLock<KeyedLimiter<KeyedSlidingWindow>>; 4],
     sem: KeyedSemaphore,
-    boosts: RwLock<HashMap<String, Boost>>,
+    boosts: RwLock<Boosts>,
     any_boost: AtomicBool,
     /// FIFO of tickets per line (see [`QueueKey`]).
     queues: Mutex<HashMap<QueueKey, Line>>,
@@ -820,7 +829,7 @@ impl Engine {
             fixed: Default::default(),
             sliding: Default::default(),
             sem: KeyedSemaphore::new(capacity).map_err(store_err)?,
-            boosts: RwLock::new(HashMap::new()),
+            boosts: RwLock::new(Boosts::default()),
             any_boost: AtomicBool::new(false),
             queues: Mutex::new(HashMap::new()),
             queued: AtomicUsize::new(0),
@@ -1282,18 +1291,23 @@ impl Engine {
         self.plans.iter().map(|p| p.name.as_str()).collect()
     }
 
-    /// Multiplies the limits of `id` (an API key, or an organisation under
-    /// `scope = "org"`) by `factor` until `until` (CyberVault's temporary
-    /// boosts). A factor of 1 removes the boost.
+    /// Multiplies the limits of the API key `id` by `factor` until `until`
+    /// (CyberVault's temporary boosts). A factor of 1 removes the boost.
+    ///
+    /// Keys and organisations are boosted apart (an organisation with
+    /// [`boost_org`](Engine::boost_org)), as their budgets are kept apart:
+    /// a key named like an organisation shares no boost with it. Under
+    /// `scope = "org"` a request with an organisation is keyed, and boosted,
+    /// by its organisation. Client addresses are never boosted.
     ///
     /// The org pool is shared, and boosted per request: a request of an
     /// organisation's member is charged against the pool with the larger of
-    /// the organisation's own boost (`boost(org, ..)`, under either scope)
-    /// and the boost of the identity charged. So a boosted key is not capped
-    /// by the unboosted pool (a 5x Enterprise key gets 5x its burst, and the
-    /// pool 5x for its requests), and boosting the organisation lifts the
-    /// pool for all its keys; an unboosted key still sees the pool's own
-    /// size, including what the boosted key took from it.
+    /// the organisation's own boost (`boost_org(org, ..)`) and the boost of
+    /// the identity charged. So a boosted key is not capped by the
+    /// unboosted pool (a 5x Enterprise key gets 5x its burst, and the pool
+    /// 5x for its requests), and boosting the organisation lifts the pool
+    /// for all its keys; an unboosted key still sees the pool's own size,
+    /// including what the boosted key took from it.
     ///
     /// ```
     /// use tollgate::policy::{Engine, Request};
@@ -1319,16 +1333,53 @@ impl Engine {
     /// assert_eq!(n, 10);
     /// ```
     pub fn boost(&self, id: &str, factor: u32, until: Nanos) {
+        self.set_boost(Who::Key(id), factor, until);
+    }
+
+    /// Multiplies the limits of the organisation `org` by `factor` until
+    /// `until`: its org pool, for the requests of all its keys, and under
+    /// `scope = "org"` the budget its requests are keyed by (there
+    /// [`boost`](Engine::boost) reaches only requests without an
+    /// organisation, keyed by their key). A factor of 1 removes the boost.
+    ///
+    /// ```
+    /// use tollgate::policy::{Engine, Request};
+    /// use tollgate::Nanos;
+    /// let e = Engine::from_toml(r#"
+    /// name = "x"
+    /// scope = "org"
+    /// [response]
+    /// headers = "none"
+    /// body = "s4e"
+    /// [plans.pro]
+    /// limits = [{ per = "minute", limit = 60, algorithm = "gcra", burst = 4 }]
+    /// "#, Nanos::ZERO).unwrap();
+    /// let r = Request::new("GET", "/").key("k").org("acme").plan("pro");
+    /// e.boost_org("acme", 5, Nanos::from_secs(3_600));
+    /// let n = (0..30).filter(|_| e.check(&r, Nanos::ZERO).unwrap().is_allowed()).count();
+    /// assert_eq!(n, 20);
+    /// ```
+    pub fn boost_org(&self, org: &str, factor: u32, until: Nanos) {
+        self.set_boost(Who::Org(org), factor, until);
+    }
+
+    fn set_boost(&self, who: Who<'_>, factor: u32, until: Nanos) {
         let s = &self.stores;
         let mut b = s.boosts.write().unwrap_or_else(|e| e.into_inner());
+        let (map, id) = match who {
+            Who::Key(k) => (&mut b.keys, k),
+            Who::Org(o) => (&mut b.orgs, o),
+            Who::Ip(_) => return,
+        };
         if factor <= 1 {
-            b.remove(id);
+            map.remove(id);
         } else {
-            b.insert(id.to_owned(), Boost { factor, until });
+            map.insert(id.to_owned(), Boost { factor, until });
         }
         // Relaxed: a hint that lets checks skip the lock when no boost is
-        // set; the map itself is read under the lock.
-        s.any_boost.store(!b.is_empty(), Ordering::Relaxed);
+        // set; the maps themselves are read under the lock.
+        let any = !(b.keys.is_empty() && b.orgs.is_empty());
+        s.any_boost.store(any, Ordering::Relaxed);
     }
 
     /// The boost the org pool of `org` is charged with for an identity
@@ -1339,14 +1390,16 @@ impl Engine {
 
     fn boost_of(&self, who: Who<'_>, now: Nanos) -> u32 {
         let s = &self.stores;
-        let (Who::Key(id) | Who::Org(id)) = who else {
-            return 1;
-        };
-        if !s.any_boost.load(Ordering::Relaxed) {
+        if matches!(who, Who::Ip(_)) || !s.any_boost.load(Ordering::Relaxed) {
             return 1;
         }
         let b = s.boosts.read().unwrap_or_else(|e| e.into_inner());
-        b.get(id).filter(|b| now < b.until).map_or(1, |b| b.factor)
+        let boost = match who {
+            Who::Key(k) => b.keys.get(k),
+            Who::Org(o) => b.orgs.get(o),
+            Who::Ip(_) => None,
+        };
+        boost.filter(|b| now < b.until).map_or(1, |b| b.factor)
     }
 
     /// The endpoint rule `req` matches: rules of one method never overlap,
@@ -2428,6 +2481,88 @@ mod tests {
         assert_eq!(stable_id(""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(stable_id("a"), 0xaf63_dc4c_8601_ec8c);
         assert_eq!(stable_id("foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn a_key_and_an_organisation_of_one_name_share_no_boost() {
+        let e = Engine::from_toml(
+            r#"
+name = "x"
+org_pool = [{ per = "minute", limit = 60, algorithm = "gcra", burst = 2 }]
+[anonymous]
+plan = "anonymous"
+[response]
+headers = "none"
+body = "s4e"
+[plans.pro]
+limits = [{ per = "minute", limit = 600, algorithm = "gcra", burst = 20 }]
+[plans.anonymous]
+limits = [{ per = "minute", limit = 60, algorithm = "gcra", burst = 3 }]
+"#,
+            Nanos::ZERO,
+        )
+        .unwrap();
+        let burst = |r: &Request<'_>| {
+            (0..200)
+                .filter(|_| e.check(r, Nanos::ZERO).unwrap().is_allowed())
+                .count()
+        };
+        let until = Nanos::from_secs(3_600);
+        // The API key "acme" is boosted 5x: its own burst is 100...
+        e.boost("acme", 5, until);
+        assert_eq!(
+            burst(&Request::new("GET", "/").key("acme").plan("pro")),
+            100
+        );
+        // ...and the pool of the organisation "acme" is not lifted for its
+        // other keys: its burst of 2 binds.
+        let member = Request::new("GET", "/").key("k").org("acme").plan("pro");
+        assert_eq!(burst(&member), 2);
+        // The organisation "beta" is boosted 5x: its pool's burst is 10 for
+        // its keys, and a key named "beta" keeps its own burst of 20.
+        e.boost_org("beta", 5, until);
+        let member = Request::new("GET", "/").key("b1").org("beta").plan("pro");
+        assert_eq!(burst(&member), 10);
+        assert_eq!(burst(&Request::new("GET", "/").key("beta").plan("pro")), 20);
+        // A boost of a name is no boost of the client address it spells.
+        e.boost("192.0.2.1", 5, until);
+        e.boost_org("192.0.2.1", 5, until);
+        let ip = "192.0.2.1".parse().unwrap();
+        assert_eq!(burst(&Request::new("GET", "/").ip(ip)), 3);
+    }
+
+    #[test]
+    fn under_org_scope_an_organisation_is_boosted_as_one() {
+        let e = Engine::from_toml(
+            r#"
+name = "x"
+scope = "org"
+[response]
+headers = "none"
+body = "s4e"
+[plans.pro]
+limits = [{ per = "minute", limit = 600, algorithm = "gcra", burst = 20 }]
+"#,
+            Nanos::ZERO,
+        )
+        .unwrap();
+        let burst = |r: &Request<'_>| {
+            (0..200)
+                .filter(|_| e.check(r, Nanos::ZERO).unwrap().is_allowed())
+                .count()
+        };
+        let until = Nanos::from_secs(3_600);
+        let member = |o| Request::new("GET", "/").key("k").org(o).plan("pro");
+        let key = |k| Request::new("GET", "/").key(k).plan("pro");
+        // The organisation's budget is boosted by `boost_org`...
+        e.boost_org("beta", 5, until);
+        assert_eq!(burst(&member("beta")), 100);
+        // ...not by a boost of a key of its name, which boosts that key
+        // (keyed as a key: it has no organisation), and only it.
+        e.boost("acme", 5, until);
+        assert_eq!(burst(&member("acme")), 20);
+        assert_eq!(burst(&key("acme")), 100);
+        assert_eq!(burst(&key("beta")), 20);
     }
 
     #[test]

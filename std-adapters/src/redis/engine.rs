@@ -10,7 +10,7 @@
 //!   [`complete`](RedisLimiter::complete), of what the charge still weighs
 //!   (a late `304` gives a later window or a refilled bucket nothing).
 //! * **Per process**: concurrency limits (the engine's own permits) and
-//!   boosts ([`Engine::boost`] on each process).
+//!   boosts ([`Engine::boost`], [`Engine::boost_org`] on each process).
 //! * **Not done**: queueing — a plan with `queue` answers refusals with the
 //!   429 instead of waiting in line.
 //!
