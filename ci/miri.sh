@@ -3,7 +3,7 @@
 #
 # Miri interprets on one host thread per test binary, so the binaries run as
 # separate `cargo miri test` invocations, MIRI_JOBS (default: the number of
-# CPUs) at a time, all under one MIRI_TIMEOUT (default 900 s).
+# CPUs) at a time, all under one MIRI_TIMEOUT (default 1500 s: a guard against a hang; a run takes 8-10 min alone, longer on a shared machine).
 # tests/loom.rs is skipped: without `--cfg tollgate_loom` it is empty.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,7 +55,7 @@ run_one() {
 }
 export -f run_one
 if ! printf '%s\n' "${jobs[@]}" |
-    timeout "${MIRI_TIMEOUT:-900}" xargs -P "${MIRI_JOBS:-$(nproc)}" -I{} bash -c 'run_one "$@"' _ {}; then
-    echo "ci/miri.sh: failed or timed out after ${MIRI_TIMEOUT:-900} s (logs in $logs)" >&2
+    timeout "${MIRI_TIMEOUT:-1500}" xargs -P "${MIRI_JOBS:-$(nproc)}" -I{} bash -c 'run_one "$@"' _ {}; then
+    echo "ci/miri.sh: failed or timed out after ${MIRI_TIMEOUT:-1500} s (logs in $logs)" >&2
     exit 1
 fi
