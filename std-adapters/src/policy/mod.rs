@@ -2483,6 +2483,13 @@ mod tests {
         assert_eq!(stable_id("foobar"), 0x8594_4171_f739_67e8);
     }
 
+    /// How many of 200 requests `r` at one instant are admitted: its burst.
+    fn admitted_at_once(e: &Engine, r: &Request<'_>) -> usize {
+        (0..200)
+            .filter(|_| e.check(r, Nanos::ZERO).unwrap().is_allowed())
+            .count()
+    }
+
     #[test]
     fn a_key_and_an_organisation_of_one_name_share_no_boost() {
         let e = Engine::from_toml(
@@ -2502,11 +2509,7 @@ limits = [{ per = "minute", limit = 60, algorithm = "gcra", burst = 3 }]
             Nanos::ZERO,
         )
         .unwrap();
-        let burst = |r: &Request<'_>| {
-            (0..200)
-                .filter(|_| e.check(r, Nanos::ZERO).unwrap().is_allowed())
-                .count()
-        };
+        let burst = |r: &Request<'_>| admitted_at_once(&e, r);
         let until = Nanos::from_secs(3_600);
         // The API key "acme" is boosted 5x: its own burst is 100...
         e.boost("acme", 5, until);
@@ -2546,11 +2549,7 @@ limits = [{ per = "minute", limit = 600, algorithm = "gcra", burst = 20 }]
             Nanos::ZERO,
         )
         .unwrap();
-        let burst = |r: &Request<'_>| {
-            (0..200)
-                .filter(|_| e.check(r, Nanos::ZERO).unwrap().is_allowed())
-                .count()
-        };
+        let burst = |r: &Request<'_>| admitted_at_once(&e, r);
         let until = Nanos::from_secs(3_600);
         let member = |o| Request::new("GET", "/").key("k").org(o).plan("pro");
         let key = |k| Request::new("GET", "/").key(k).plan("pro");
