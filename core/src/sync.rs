@@ -16,3 +16,13 @@ pub(crate) use loom::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 #[cfg(not(tollgate_loom))]
 pub(crate) use portable_atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+
+/// One step of a bounded wait for another thread: a spin-loop hint, or under
+/// loom a yield (so that the model lets the awaited thread run).
+#[inline]
+pub(crate) fn spin_wait() {
+    #[cfg(tollgate_loom)]
+    loom::thread::yield_now();
+    #[cfg(not(tollgate_loom))]
+    core::hint::spin_loop();
+}

@@ -33,9 +33,12 @@
 //!   credit. A check that finds the claim bit set does not wait: it goes on
 //!   with the tokens as they are (stricter until the claim lands) — unless
 //!   the `next` under the bit is already due at its own `now` (a claimer or
-//!   refund that read an older clock): those tokens are from before a refill
-//!   that will be claimed after, and one taken now would be taken twice
-//!   (three admitted at one instant with a burst of 2), so it is refused.
+//!   refund that read an older clock, or a claim slower than `T`): those
+//!   tokens are from before a refill that will be claimed after, and one
+//!   taken now would be taken twice (three admitted at one instant with a
+//!   burst of 2). Such a check waits for the claim to land and starts over;
+//!   the wait is bounded (a few µs), and a check whose wait runs out — the
+//!   holder was preempted mid-claim — is refused.
 //! * `empty` (beside `next`): set when a check found too few tokens, cleared
 //!   by the next claim or refund. While set, checks load `tokens` first and
 //!   write only to admit, so a flood of refusals is read-only (a line every
@@ -210,6 +213,18 @@ fn as_units(x: u64) -> u32 {
     u32::try_from(x).unwrap_or(u32::MAX)
 }
 
+/// How many times one check may wait for a claim or refund holding a refill
+/// due at its `now` (`TokenBucket::refill_pending`).
+const PENDING_WAITS: u32 = 2;
+
+/// How many reads of `next` one such wait makes before the check is refused
+/// (each after a spin-loop hint: ~10–40 ns on x86-64). Loom explores every
+/// interleaving of each read, so there it makes one.
+#[cfg(not(tollgate_loom))]
+const PENDING_SPINS: u32 = 1024;
+#[cfg(tollgate_loom)]
+const PENDING_SPINS: u32 = 1;
+
 /// Whether a refill is due at `now` by `next` (with or without the claim
 /// bit): its arrival has come, and arrivals have not ended (`NEVER`).
 #[inline]
@@ -312,7 +327,13 @@ impl TokenBucket {
         if cost.wrapping_sub(1) >= self.quota.burst().get() {
             return self.probe(now, cost);
         }
-        let now = now.as_u64();
+        self.check_units(now.as_u64(), cost, PENDING_WAITS)
+    }
+
+    /// `check_n` for `1 <= cost <= burst`; `waits`: how many more times a
+    /// refill pending at `now` may be waited for (see `refill_pending`).
+    #[inline(always)]
+    fn check_units(&self, now: u64, cost: u32, waits: u32) -> Decision {
         let c = i64::from(cost);
         // Acquire: a claim made from it reads the count after the previous
         // claim's credit (see `claim`). (A plain load on x86.)
@@ -324,7 +345,7 @@ impl TokenBucket {
                 Claim::Taken { left, next } => return self.allowed(left, next, now),
                 Claim::Short { tokens, next } => return self.denied(tokens, next, now, cost),
                 Claim::Not { next: n } if due_by(n, now) => {
-                    return self.refused_refill_pending(now, n & !CLAIMING, cost);
+                    return self.refill_pending(now, cost, waits);
                 }
                 Claim::Not { next: n } => next = n,
             }
@@ -343,22 +364,41 @@ impl TokenBucket {
         if next & CLAIMING != 0 && due_by(next, now) {
             // The claim or refund in progress will leave a refill due at our
             // `now`: the tokens there now are from before it.
-            return self.refused_refill_pending(now, due, cost);
+            return self.refill_pending(now, cost, waits);
         }
         self.check_reading_first(now, due, c, cost)
     }
 
-    /// A refill is due at this check's `now` but could not be claimed (a
-    /// claim or refund holds the bit with a `next` at or before `now` — its
-    /// maker read an older clock —, or an episode is open). The tokens there
-    /// are the ones from before that refill: a check that took one would be
-    /// counted as taken before the refill, and the refill, claimed later,
-    /// would then fill the bucket again on top of it (three admitted at one
-    /// instant with a burst of 2; found by a loom model). Refused; retrying
-    /// claims the refill.
+    /// A refill is due at this check's `now` but could not be claimed: a
+    /// claim or refund holds the bit with a `next` at or before `now` (its
+    /// maker read an older clock, or `T` is shorter than the claim took). The
+    /// tokens there are the ones from before that refill: a check that took
+    /// one would be counted as taken before the refill, and the refill,
+    /// claimed later, would then fill the bucket again on top of it (three
+    /// admitted at one instant with a burst of 2; found by a loom model).
+    ///
+    /// So the check waits for the holder to finish — a claim is a load and
+    /// two read-modify-writes — and starts over, which claims the refill. The
+    /// wait is bounded (`PENDING_SPINS` reads, at most `PENDING_WAITS` times
+    /// per check): a holder that was preempted mid-claim does not block
+    /// anyone, the check is refused instead (stricter, never looser). Without
+    /// the wait, two threads checking a 10^6/s bucket with the TSC clock had
+    /// 0.2–1.5 % of their checks refused with billions of tokens in it, and
+    /// eight threads on two cores 60–85 %.
     #[cold]
     #[inline(never)]
-    fn refused_refill_pending(&self, now: u64, next: u64, cost: u32) -> Decision {
+    fn refill_pending(&self, now: u64, cost: u32, waits: u32) -> Decision {
+        if waits > 0 {
+            for _ in 0..PENDING_SPINS {
+                crate::sync::spin_wait();
+                // Acquire: as the check's own first load of `next`.
+                let next = self.refill.0.next.load(Ordering::Acquire);
+                if next & CLAIMING == 0 {
+                    return self.check_units(now, cost, waits - 1);
+                }
+            }
+        }
+        let next = self.refill.0.next.load(Ordering::Acquire) & !CLAIMING;
         let x = self.tokens.0.load(Ordering::Relaxed);
         self.denied(x, next, now, cost)
     }

@@ -669,3 +669,47 @@ fn denial_flood_admits_exactly_one_per_hour() {
     assert_eq!(bucket.peek(last).remaining, 0);
     assert_behaves_like_fresh(&bucket, last, 7);
 }
+
+/// A bucket with billions of tokens under a fast refill (10^6 per second, a
+/// token every µs) and the TSC clock, four threads on two cores: refills fall
+/// due while a claim is in flight (the claimer's clock read is older than the
+/// others', or it was preempted mid-claim), and a check whose `now` has
+/// passed the claim's `next` must not take the tokens from before it. It
+/// waits for the claim instead of being refused: without the wait, 15–51 %
+/// of these checks were refused (five runs) with over four billion tokens in
+/// the bucket; with it, 0.04–0.25 % on this 2-core machine (a claimer
+/// preempted for longer than the bounded wait). The bound here is 5 %:
+/// generous for a loaded CI machine, well below the broken figures.
+#[test]
+fn checks_past_a_claim_in_flight_wait_for_it_instead_of_being_refused() {
+    const WORKERS: usize = 4;
+    const CHECKS: u64 = 1_000_000;
+    let quota = Quota::per_second(NonZeroU32::new(1_000_000).unwrap()).with_burst(NonZeroU32::MAX);
+    let bucket = TokenBucket::new(quota);
+    let clock = tollgate::MonotonicClock::new();
+    let barrier = Barrier::new(WORKERS);
+    let refused: u64 = thread::scope(|s| {
+        let workers: Vec<_> = (0..WORKERS)
+            .map(|_| {
+                let (bucket, clock, barrier) = (&bucket, &clock, &barrier);
+                s.spawn(move || {
+                    barrier.wait();
+                    (0..CHECKS)
+                        .filter(|_| !bucket.check(clock.now()).is_allowed())
+                        .count() as u64
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).sum()
+    });
+    let total = WORKERS as u64 * CHECKS;
+    let pct = refused as f64 * 100.0 / total as f64;
+    eprintln!(
+        "{refused} of {total} checks refused ({pct:.3} %), burst {}",
+        u32::MAX
+    );
+    assert!(
+        pct < 5.0,
+        "{pct:.2} % refused from a bucket of 2^32 − 1 tokens"
+    );
+}

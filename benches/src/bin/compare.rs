@@ -180,7 +180,16 @@ fn gcra_single(cfg: &mut Cfg) {
 /// timing only itself would overstate the total whenever threads do not
 /// actually run at once — oversubscribed, or with another job on a core: a
 /// thread that starts late and finishes fast looks like parallel work.)
-fn mops(threads: usize, iters: u64, f: impl Fn(usize) -> u64 + Send + Sync + 'static) -> f64 {
+///
+/// `f` returns 1 when the operation had the outcome the line is about
+/// (admitted for an "allowed" line, refused for a "denied" one); the second
+/// figure is the share of operations that did, so a line cannot count
+/// refusals as admissions.
+fn mops(
+    threads: usize,
+    iters: u64,
+    f: impl Fn(usize) -> u64 + Send + Sync + 'static,
+) -> (f64, f64) {
     let f = Arc::new(f);
     let barrier = Arc::new(Barrier::new(threads));
     let handles: Vec<_> = (0..threads)
@@ -193,29 +202,38 @@ fn mops(threads: usize, iters: u64, f: impl Fn(usize) -> u64 + Send + Sync + 'st
                 for _ in 0..iters {
                     sink = sink.wrapping_add(f(i));
                 }
-                black_box(sink);
-                (start, Instant::now())
+                (start, Instant::now(), black_box(sink))
             })
         })
         .collect();
-    let spans: Vec<(Instant, Instant)> = handles
+    let spans: Vec<(Instant, Instant, u64)> = handles
         .into_iter()
         .map(|h| h.join().expect("bench thread"))
         .collect();
     let first = spans.iter().map(|s| s.0).min().expect("threads > 0");
     let last = spans.iter().map(|s| s.1).max().expect("threads > 0");
-    (threads as u64 * iters) as f64 / last.duration_since(first).as_secs_f64() / 1e6
+    let ops = threads as u64 * iters;
+    let expected: u64 = spans.iter().map(|s| s.2).sum();
+    (
+        ops as f64 / last.duration_since(first).as_secs_f64() / 1e6,
+        expected as f64 / ops as f64,
+    )
 }
 
 fn scaling_line(
     cfg: &mut Cfg,
     bench: &str,
     threads: usize,
-    t_mops: &mut [f64],
-    g_mops: &mut [f64],
+    t_runs: &mut [(f64, f64)],
+    g_runs: &mut [(f64, f64)],
 ) {
-    let t = tollgate_benches::median(t_mops);
-    let g = tollgate_benches::median(g_mops);
+    // The lowest share of intended outcomes over the reps, in percent.
+    let share = |runs: &[(f64, f64)]| runs.iter().map(|r| r.1).fold(1.0, f64::min) * 100.0;
+    let (t_share, g_share) = (share(t_runs), share(g_runs));
+    let mut t_mops: Vec<f64> = t_runs.iter().map(|r| r.0).collect();
+    let mut g_mops: Vec<f64> = g_runs.iter().map(|r| r.0).collect();
+    let t = tollgate_benches::median(&mut t_mops);
+    let g = tollgate_benches::median(&mut g_mops);
     let note = if threads > 2 {
         "oversubscribed: 2 cores"
     } else {
@@ -232,6 +250,8 @@ fn scaling_line(
         .num("threads", threads as f64)
         .num("tollgate_mops_total", t)
         .num("peer_mops_total", g)
+        .num("tollgate_intended_pct", t_share)
+        .num("peer_intended_pct", g_share)
         .str("note", note);
     if let Some(steal) = steal {
         // The hypervisor's share of the machine during this line's
