@@ -12,16 +12,17 @@
 //!   any window `(t - W, t]` each slot hosts at most one admission — at most
 //!   `N` in all, for any interleaving and any order of times.
 //! * For leases the deadline is the lease's expiry, and a lease given back
-//!   early leaves a *released marker* (`RELEASED | its deadline`) instead of
-//!   `0` (`Slots<N, true>`). The next holder's deadline is made later than
-//!   that one, so a stale holder (its lease expired, the slot re-taken and
-//!   given back, the clock stepped back) can never match the current
-//!   holder's value when it releases or renews: every deadline a slot takes
-//!   is later than every earlier holder's still alive. (A lease for ever
-//!   marks the deadline it replaced instead of its own, so the leases after
-//!   it can expire; it is never stale itself, since `u64::MAX` never
-//!   expires.) Lease deadlines are below `RELEASED` (2^63 ns, 292 years) or
-//!   `u64::MAX` (for ever). Found by the `semaphore` fuzz target.
+//!   early leaves a *released marker* (`RELEASED | its floor`: the deadline
+//!   of the value it had replaced, at or above every earlier holder's)
+//!   instead of `0` (`Slots<N, true>`). The next holder's deadline is made
+//!   later than the marked one, so a stale holder (its lease expired, the
+//!   slot re-taken and given back, the clock stepped back) can never match
+//!   the current holder's value when it releases or renews: every deadline a
+//!   slot takes is later than every earlier holder's still alive. The lease
+//!   given back is gone, so its own deadline is not marked: the next lease
+//!   gets the deadline it asks for unless a stale holder's is as late.
+//!   Lease deadlines are below `RELEASED` (2^63 ns, 292 years) or `u64::MAX`
+//!   (for ever). Found by the `semaphore` fuzz target.
 //!
 //! # Memory ordering
 //!
@@ -286,13 +287,14 @@ impl<const N: usize, const MARKERS: bool> Slots<N, MARKERS> {
     pub(crate) fn release(&self, idx: usize, until: u64, floor: u64) -> bool {
         let to = if MARKERS {
             // The marker must be at or above every *other* holder's deadline
-            // that may still be alive (stale holders); this one's own is gone
-            // with it. A timed lease marks its deadline (as ever); a lease
-            // for ever (`u64::MAX`) marks its floor, so the next holder's
-            // deadline can expire again (marking `u64::MAX` would make every
-            // later lease of the slot one for ever).
-            let mark = if until == u64::MAX { floor } else { until };
-            RELEASED | mark.min(RELEASED - 2)
+            // that may still be alive (stale holders, all at or below this
+            // holder's floor); this one's own is gone with it, so the floor
+            // is marked, never the deadline. Marking the deadline pushed it
+            // onto the next holder: a 1 h lease given back after a second
+            // made the next 10 s lease of its slot last an hour (held that
+            // long if its holder crashed), and one given back with a deadline
+            // near 2^63 ns made every later lease of the slot one for ever.
+            RELEASED | floor.min(RELEASED - 2)
         } else {
             0
         };

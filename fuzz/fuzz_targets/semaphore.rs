@@ -121,6 +121,12 @@ fuzz_target!(|input: Input| {
     let mut guards: Vec<(Lease<'_, { LEASES as usize }>, Held)> = Vec::new();
     let mut kept: Vec<Held> = Vec::new();
     let mut now = input.start;
+    // Every deadline granted so far, and the latest `now` seen: a grant later
+    // than asked must be explained by a stale holder, i.e. a deadline that
+    // had passed by then (a slot is only taken over a passed deadline, and a
+    // released marker carries such a one).
+    let mut granted_all: Vec<u64> = Vec::new();
+    let mut max_now = now;
     // An exposed lease was dropped or renewed while another live lease had
     // the same deadline: the known finding's trigger.
 
@@ -148,6 +154,7 @@ fuzz_target!(|input: Input| {
                 } else {
                     now.saturating_add(dt)
                 };
+                max_now = max_now.max(now);
             }
             Op::LeaseAcquire { dur, forever } => {
                 let deadline = if forever {
@@ -165,6 +172,17 @@ fuzz_target!(|input: Input| {
                         // only increase); 2^63 ns and beyond mean for ever.
                         let granted = lease.deadline().as_u64();
                         assert!(granted >= clamp(deadline), "{granted} < {deadline}");
+                        // ... and no later than one past a deadline that had
+                        // passed: a lease given back early must not lend its
+                        // own deadline to the next (a 10 s lease made an hour
+                        // long; found in the tenth session's review).
+                        let stale = granted_all.iter().copied().filter(|&d| d <= max_now).max();
+                        let bound = stale.map_or(0, |d| clamp(d.saturating_add(1)));
+                        assert!(
+                            granted == clamp(deadline) || granted <= bound || bound >= (1 << 63) - 1,
+                            "granted {granted}, asked {deadline}, latest passed deadline {stale:?}"
+                        );
+                        granted_all.push(granted);
                         let deadline = granted;
                         // Any lease whose deadline has passed may have lost
                         // its slot to this one.
@@ -213,6 +231,7 @@ fuzz_target!(|input: Input| {
                         let want = clamp(deadline.max(h.deadline));
                         assert_eq!(lease.deadline(), Nanos::new(want));
                         h.deadline = want;
+                        granted_all.push(want);
                     }
                     Err(LeaseError::DeadlineNotAfterNow) => assert!(deadline <= now),
                     Err(LeaseError::Lost) => {
