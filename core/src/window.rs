@@ -1254,6 +1254,11 @@ impl SlidingRule {
     /// anything, else the end of this one if the previous one does.
     #[inline]
     fn reset_after(&self, at: &SlidingAt, curr: u32) -> Nanos {
+        if curr == 0 && at.prev == 0 {
+            // Full already, even when the stored window is a later one (time
+            // stepped back): nothing to wait for.
+            return Nanos::ZERO;
+        }
         let w = u128::from(self.window);
         let rest = w - u128::from(at.elapsed);
         nanos(
@@ -1321,6 +1326,18 @@ impl SlidingRule {
         let limit = u64::from(self.limit);
         let estimate = self.weighted(at.prev, at.elapsed) + u64::from(at.curr);
         let wanted = estimate + u64::from(cost);
+        if cost == 0 {
+            // A read-out is always answered, even when the estimate is above
+            // the limit (a later window stored, time stepped back), as
+            // `Gcra` does: `remaining` 0, never a refusal of nothing.
+            return (
+                Decision::Allowed {
+                    remaining: count_u32(limit.saturating_sub(estimate)),
+                    reset_after: self.reset_after(&at, at.curr),
+                },
+                None,
+            );
+        }
         if wanted <= limit {
             // curr + cost <= estimate + cost <= limit <= SLIDING_MAX_LIMIT:
             // fits a u32 and the count bits.
@@ -2302,5 +2319,29 @@ mod tests {
             l.undo(Nanos::new(150), 1);
             assert!(!l.check(later).is_allowed(), "{:?}", l.peek(later));
         }
+    }
+
+    /// Found in the tenth session's review: with a later window stored (time
+    /// stepped back) and everything in it refunded, the window read as full
+    /// but still reported a wait until that later window's start.
+    #[test]
+    fn a_full_sliding_window_reports_no_reset_wait() {
+        let sw = SlidingWindow::new(NonZeroU32::new(2).unwrap(), Nanos::new(100)).unwrap();
+        assert!(sw.check(Nanos::new(250)).is_allowed());
+        let _ = sw.refund(Nanos::new(250), 1);
+        let s = sw.peek(Nanos::new(150));
+        assert_eq!((s.remaining, s.reset_after), (2, Nanos::ZERO), "{s:?}");
+    }
+
+    /// A cost of 0 is a read-out: answered, never refused, even when the
+    /// estimate at an earlier `now` is above the limit.
+    #[test]
+    fn a_zero_cost_sliding_check_is_never_refused() {
+        let sw = SlidingWindow::new(NonZeroU32::new(2).unwrap(), Nanos::new(100)).unwrap();
+        assert!(sw.check_n(Nanos::new(150), 2).is_allowed());
+        assert!(sw.check_n(Nanos::new(260), 1).is_allowed());
+        let d = sw.check_n(Nanos::new(150), 0);
+        assert!(matches!(d, Decision::Allowed { remaining: 0, .. }), "{d:?}");
+        assert!(!sw.check(Nanos::new(150)).is_allowed());
     }
 }

@@ -410,6 +410,10 @@ impl SlidingModel {
     }
 
     fn reset(&self, r: &Reading, curr: u32) -> Nanos {
+        if curr == 0 && r.prev == 0 {
+            // Full: nothing to wait for, even with a later window stored.
+            return Nanos::ZERO;
+        }
         let w = u128::from(self.w);
         let rest = w - u128::from(r.elapsed);
         ns(r.lead
@@ -442,6 +446,15 @@ impl SlidingModel {
         }
         let r = self.at(now);
         let est = self.estimate(&r);
+        if cost == 0 {
+            // A read-out: always answered, `remaining` clamped at 0.
+            let want = Decision::Allowed {
+                remaining: u32::try_from(u64::from(l).saturating_sub(est)).expect("fits"),
+                reset_after: self.reset(&r, r.curr),
+            };
+            assert_eq!(got, want, "sliding read-out at {now}");
+            return true;
+        }
         if est + u64::from(cost) <= u64::from(l) {
             let want = Decision::Allowed {
                 remaining: u32::try_from(u64::from(l) - est - u64::from(cost)).expect("fits"),

@@ -301,12 +301,13 @@ local function sliding_check(state, cost, limit, ws)
     if cost > limit then
         return false
     end
+    if cost == 0 then
+        -- A read-out: answered even over the limit (as the core's rule).
+        return true
+    end
     local index, prev, curr, elapsed, lead = sliding_at(state, ws)
     if weighted(prev, elapsed, ws) + curr + cost > limit then
         return false
-    end
-    if cost == 0 then
-        return true
     end
     local ttl = sliding_reset(prev, curr + cost, elapsed, lead, ws)
     return true, int(index) .. ':' .. int(prev) .. ':' .. int(curr + cost), ttl
