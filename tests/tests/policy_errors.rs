@@ -631,3 +631,109 @@ fn header_options_without_headers_are_refused() {
                window_name = \"w\"\nwarning_at = 80\nbody = \"s4e\"\n[plans.free]\n";
     assert!(Engine::from_toml(src, Nanos::ZERO).is_ok());
 }
+
+// ---- found in the tenth session's review -----------------------------------
+
+/// A plan that leaves out a quota class some endpoint spends used to make
+/// that class unlimited for it (10 000 scans at one instant admitted).
+#[test]
+fn a_plan_without_a_class_in_use_is_refused() {
+    let e = err(concat!(
+        "[plans.pro]\n",
+        "limits = [{ per = \"minute\", limit = 60 }, { class = \"scan\", per = \"hour\", limit = 5 }]\n",
+        "[plans.team]\n",
+        "limits = [{ per = \"minute\", limit = 120 }]\n",
+        "[[endpoints]]\n",
+        "method = \"POST\"\n",
+        "path = \"/scans\"\n",
+        "class = \"scan\"\n",
+    ));
+    check(
+        &e,
+        7,
+        &[
+            "plan \"team\"",
+            "quota class \"scan\"",
+            "endpoints[0]",
+            "\"unlimited\"",
+        ],
+    );
+}
+
+/// The default class too: a plan whose limits are all for another class.
+#[test]
+fn a_plan_without_the_api_class_is_refused() {
+    let e = err(concat!(
+        "[plans.pro]\n",
+        "limits = [{ class = \"scan\", per = \"hour\", limit = 5 }]\n",
+    ));
+    check(
+        &e,
+        5,
+        &["plan \"pro\"", "quota class \"api\"", "no endpoint rule"],
+    );
+}
+
+/// "unlimited" written out still loads.
+#[test]
+fn a_class_left_unlimited_in_writing_loads() {
+    let src = format!(
+        "{HEAD}{}",
+        concat!(
+            "[plans.pro]\n",
+            "limits = [{ per = \"minute\", limit = 60 }, { class = \"scan\", per = \"hour\", limit = \"unlimited\" }]\n",
+            "[[endpoints]]\n",
+            "method = \"POST\"\n",
+            "path = \"/scans\"\n",
+            "class = \"scan\"\n",
+        )
+    );
+    let e = Engine::from_toml(&src, Nanos::ZERO).unwrap();
+    let scan = Request::new("POST", "/scans").key("k").plan("pro");
+    assert!((0..1_000).all(|_| e.check(&scan, Nanos::ZERO).unwrap().is_allowed()));
+}
+
+/// `class` inside `org_pool` was accepted and ignored: a pool written for
+/// scans throttled every request of the organisation.
+#[test]
+fn a_class_on_the_org_pool_is_refused() {
+    let e = err_with_pool(
+        "org_pool = [{ class = \"scan\", per = \"hour\", limit = 2 }]\n",
+        "[plans.pro]\nlimits = [{ per = \"minute\", limit = 60 }]\n",
+    );
+    check(&e, 1, &["\"scan\"", "every request"]);
+    assert!(e.to_string().contains("org_pool[0].class"), "{e}");
+}
+
+/// A cost above the organisation pool's burst loaded, and that endpoint
+/// could then never pass (queued, then refused, blaming an unused window).
+#[test]
+fn a_cost_above_the_org_pools_burst_is_refused() {
+    let e = err_with_pool(
+        "org_pool = [{ per = \"minute\", limit = 2000, algorithm = \"gcra\", burst = 4 }]\n",
+        concat!(
+            "[plans.pro]\n",
+            "limits = [{ per = \"minute\", limit = 60 }]\n",
+            "[[endpoints]]\n",
+            "method = \"POST\"\n",
+            "path = \"/scan\"\n",
+            "cost = 5\n",
+        ),
+    );
+    check(
+        &e,
+        11,
+        &["cost 5", "organisation pool", "burst of 4", "never pass"],
+    );
+}
+
+/// `pool` (a top-level line, so before `HEAD`'s tables: line 1), then `HEAD`
+/// (lines 2–5), then `rest` from line 6.
+#[track_caller]
+fn err_with_pool(pool: &str, rest: &str) -> PolicyError {
+    let src = format!("{pool}{HEAD}{rest}");
+    match Engine::from_toml(&src, Nanos::ZERO) {
+        Ok(_) => panic!("policy loaded, expected an error:\n{src}"),
+        Err(e) => e,
+    }
+}

@@ -1074,9 +1074,79 @@ impl Engine {
                 .map_err(|m| c.err(r.path.span(), &format!("exempt[{i}].path"), m))?;
             exempt.push((r.method.get_ref().clone(), p));
         }
+        // Every plan says what each quota class in use costs it: a class a
+        // plan does not mention would be unlimited for that plan without
+        // anyone having written "unlimited".
+        for (name, plan) in &file.plans {
+            let declared: Vec<&str> = plan
+                .get_ref()
+                .limits
+                .iter()
+                .map(|l| l.class.as_str())
+                .collect();
+            if declared.is_empty() {
+                continue; // a plan with no limits at all is unlimited as written
+            }
+            let used = endpoint_rules
+                .iter()
+                .enumerate()
+                .map(|(i, (class, _, _))| (Some(i), class.as_str()))
+                .chain(std::iter::once((None, "api")));
+            for (endpoint, class) in used {
+                if !declared.contains(&class) {
+                    let by = endpoint.map_or_else(
+                        || "requests matching no endpoint rule".to_owned(),
+                        |i| format!("endpoints[{i}]"),
+                    );
+                    return Err(c.err(
+                        plan.span(),
+                        &format!("plans.{name}.limits"),
+                        format!(
+                            "plan \"{name}\" has no limit for quota class \"{class}\" (spent by \
+                             {by}): add one, or limit = \"unlimited\" to leave it unlimited"
+                        ),
+                    ));
+                }
+            }
+        }
         let mut org_pool = Vec::new();
         for (i, l) in file.org_pool.iter().flatten().enumerate() {
+            if l.class != "api" {
+                return Err(c.err(
+                    l.limit.span(),
+                    &format!("org_pool[{i}].class"),
+                    format!(
+                        "the organisation pool counts every request of the organisation; \
+                         class \"{}\" has no meaning here (remove it)",
+                        l.class
+                    ),
+                ));
+            }
             org_pool.extend(c.rules(l, &format!("org_pool[{i}]"), "org pool")?);
+        }
+        // A cost the pool could never admit is as much a mistake as one above
+        // a plan's limit.
+        for (i, (_, cost, _)) in endpoint_rules.iter().enumerate() {
+            let Some(spec) = &file.endpoints[i].cost else {
+                continue;
+            };
+            if let Some(r) = org_pool
+                .iter()
+                .map(|&r| &c.rules[r])
+                .find(|r| capacity_of(r) < *cost)
+            {
+                return Err(c.err(
+                    spec.span(),
+                    &format!("endpoints[{i}].cost"),
+                    format!(
+                        "cost {cost} exceeds the organisation pool's {} of {} per {}: such a \
+                         request could never pass",
+                        if r.burst.is_some() { "burst" } else { "limit" },
+                        capacity_of(r),
+                        r.per.name()
+                    ),
+                ));
+            }
         }
         // The pool binds only when it refuses; headers report the key's own
         // windows.
