@@ -53,6 +53,7 @@ pub enum Refusal {
 ///     retry_after: Some(Nanos::from_secs(23)),
 ///     refused: true,
 ///     window: Nanos::from_secs(60),
+///     used_percent: None,
 /// };
 /// let b = body(BodyStyle::S4e, &Refusal::Rate(info), Nanos::ZERO);
 /// assert_eq!(

@@ -62,6 +62,12 @@ pub struct RateLimitInfo {
     pub refused: bool,
     /// The window length, for `RateLimit-Policy` (`w=`).
     pub window: Nanos,
+    /// The share of the quota used, in percent, for `Warning`, when it is
+    /// not `(limit - remaining) / limit`: the most-used window of a
+    /// decision over several (an hour 85 % used while the minute that binds
+    /// is not), or a GCRA whose `remaining` counts its burst. `None`: from
+    /// `limit` and `remaining`.
+    pub used_percent: Option<u32>,
 }
 
 impl RateLimitInfo {
@@ -97,6 +103,7 @@ impl RateLimitInfo {
             retry_after,
             refused,
             window,
+            used_percent: None,
         }
     }
 }
@@ -220,6 +227,7 @@ impl HeaderStyle {
     ///     retry_after: None,
     ///     refused: false,
     ///     window: Nanos::from_secs(3600),
+    ///     used_percent: None,
     /// };
     /// let out = h.render(&hour, Nanos::from_secs(1_700_000_000));
     /// assert!(out.contains(&("X-RateLimit-Window", "sliding_3600s".to_string())));
@@ -255,6 +263,7 @@ impl HeaderStyle {
     ///     retry_after: Some(Nanos::from_millis(22_400)),
     ///     refused: true,
     ///     window: Nanos::from_secs(60),
+    ///     used_percent: None,
     /// };
     /// let h = HeaderStyle::x_ratelimit().render(&info, Nanos::from_secs(1_714_305_600));
     /// assert_eq!(
@@ -293,8 +302,16 @@ impl HeaderStyle {
         if let Some(threshold) = self.warning_percent {
             let used = u64::from(info.limit - remaining);
             let limit = u64::from(info.limit);
-            if limit > 0 && used * 100 >= u64::from(threshold) * limit {
-                let pct = used * 100 / limit;
+            // From `limit` and `remaining`, `used * 100 >= threshold * limit`
+            // is the exact test (the percentage shown is rounded down).
+            let warn = match info.used_percent {
+                Some(p) => p >= u32::from(threshold),
+                None => limit > 0 && used * 100 >= u64::from(threshold) * limit,
+            };
+            if warn {
+                let pct = info
+                    .used_percent
+                    .map_or_else(|| used * 100 / limit, |p| u64::from(p.min(100)));
                 out.push((
                     "Warning",
                     format!("299 - \"Rate Limit\" \"{pct}% of quota consumed\""),
@@ -343,6 +360,7 @@ fn sf_string(s: &str) -> String {
 ///     retry_after: None,
 ///     refused: false,
 ///     window: Nanos::from_secs(60),
+///     used_percent: None,
 /// };
 /// let mut map = http::HeaderMap::new();
 /// write_headers(&mut map, &HeaderStyle::x_ratelimit().render(&info, Nanos::ZERO));
@@ -374,6 +392,7 @@ mod tests {
             retry_after: refused.then(|| Nanos::from_secs(30)),
             refused,
             window: Nanos::from_secs(60),
+            used_percent: None,
         }
     }
 

@@ -15,6 +15,7 @@ fn refused(limit: u32, retry_secs: u64, reset_after: Nanos) -> RateLimitInfo {
         retry_after: Some(Nanos::from_secs(retry_secs)),
         refused: true,
         window: Nanos::from_secs(60),
+        used_percent: None,
     }
 }
 
@@ -86,6 +87,7 @@ fn cybervault_429_body_and_headers() {
         retry_after: None,
         refused: false,
         window: Nanos::from_secs(60),
+        used_percent: None,
     };
     let h = style.render(&ok, Nanos::from_secs(1_709_827_170));
     assert_eq!(

@@ -151,3 +151,68 @@ limits = [{ per = "minute", limit = 10 }]
         ]
     );
 }
+
+/// Found in the tenth session's review: `Warning` came from the window that
+/// binds only, so a CyberVault Developer key with 851 of its 1 000 hourly
+/// calls spent (85 %) got none while the minute had room. It now reports the
+/// most-used window's share.
+#[test]
+fn warning_reports_the_most_used_window() {
+    let src = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../policies/cybervault.toml"
+    ))
+    .unwrap();
+    let e = Engine::from_toml(&src, Nanos::from_secs(T0)).unwrap();
+    let r = Request::new("GET", "/api/v1/threats")
+        .key("k")
+        .plan("developer");
+    for m in 0..17u64 {
+        for j in 0..50u64 {
+            let o = e.check(&r, Nanos::from_secs(m * 60 + j)).unwrap();
+            assert!(o.is_allowed(), "minute {m} call {j}: {o:?}");
+        }
+    }
+    let h = allowed_headers(e.check(&r, Nanos::from_secs(1_800)).unwrap());
+    // The minute binds (59 of 60 left); the hour is 851 / 1000 used.
+    assert_eq!(header(&h, "X-RateLimit-Remaining"), Some("59"), "{h:?}");
+    assert_eq!(
+        header(&h, "Warning"),
+        Some("299 - \"Rate Limit\" \"85% of quota consumed\""),
+        "{h:?}"
+    );
+}
+
+/// A plan limit with `algorithm = "gcra"` and a burst below the limit: its
+/// `remaining` counts the burst, so a fresh key read as 50 of 60 used and
+/// got a `Warning` on its first request.
+#[test]
+fn a_gcra_limits_usage_and_warning_count_its_burst() {
+    let src = r#"
+name = "x"
+[response]
+headers = "x-ratelimit"
+warning_at = 80
+body = "cybervault"
+[plans.pro]
+limits = [{ per = "minute", limit = 60, algorithm = "gcra", burst = 10 }]
+"#;
+    let e = Engine::from_toml(src, Nanos::from_secs(T0)).unwrap();
+    let u = e.usage("k", "pro", Nanos::ZERO).unwrap();
+    assert_eq!((u[0].used, u[0].limit), (0, 10), "{u:?}");
+    let r = Request::new("GET", "/").key("k").plan("pro");
+    let h = allowed_headers(e.check(&r, Nanos::ZERO).unwrap());
+    assert_eq!(header(&h, "Warning"), None, "first request: {h:?}");
+    // Eight of the burst of ten spent: 80 %.
+    for _ in 0..7 {
+        assert!(e.check(&r, Nanos::ZERO).unwrap().is_allowed());
+    }
+    let u = e.usage("k", "pro", Nanos::ZERO).unwrap();
+    assert_eq!((u[0].used, u[0].limit), (8, 10), "{u:?}");
+    let h = allowed_headers(e.check(&r, Nanos::ZERO).unwrap());
+    assert_eq!(
+        header(&h, "Warning"),
+        Some("299 - \"Rate Limit\" \"90% of quota consumed\""),
+        "{h:?}"
+    );
+}

@@ -547,9 +547,11 @@ pub struct Usage {
     pub class: String,
     /// Window.
     pub per: Per,
-    /// Units used in the current window.
+    /// Units used in the current window (for an `algorithm = "gcra"`
+    /// limit: of its burst, the units not yet refilled).
     pub used: u32,
-    /// The limit.
+    /// The limit (for an `algorithm = "gcra"` limit: its burst, what it
+    /// admits at once).
     pub limit: u32,
 }
 
@@ -794,6 +796,15 @@ impl Compiler<'_> {
 /// At most this many units can pass `rule` at once.
 fn capacity_of(rule: &Rule) -> u32 {
     rule.burst.map_or(rule.limit.get(), NonZeroU32::get)
+}
+
+/// What a rule's `remaining` counts down from: a window's limit, a GCRA's
+/// burst (a GCRA's `remaining` is what it admits at once).
+fn gauge_of(rule: &Rule) -> u32 {
+    match rule.store {
+        Store::Gcra => capacity_of(rule),
+        _ => rule.limit.get(),
+    }
 }
 
 impl Engine {
@@ -1823,11 +1834,12 @@ impl Engine {
             .map(|&r| {
                 let r = boosted(&self.rules[r], factor);
                 let remaining = self.peek_remaining(&r, who, now);
+                let gauge = gauge_of(&r);
                 Usage {
                     class: r.class.clone(),
                     per: r.per,
-                    used: r.limit.get().saturating_sub(remaining),
-                    limit: r.limit.get(),
+                    used: gauge.saturating_sub(remaining),
+                    limit: gauge,
                 }
             })
             .collect())
@@ -1909,7 +1921,30 @@ impl Engine {
                     std::cmp::Reverse(self.rules[m.rule].per),
                 )
             })?;
-        Some(self.member_info(m, &decisions[i], factor))
+        let mut info = self.member_info(m, &decisions[i], factor);
+        // `Warning` from the most-used window, not only the one that binds:
+        // an hour 85 % used warned nothing while the minute had room.
+        info.used_percent = members
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| self.rules[m.rule].visible)
+            .map(|(j, m)| self.used_percent(m, &decisions[j], factor))
+            .max();
+        Some(info)
+    }
+
+    /// The share of member `m`'s capacity (boosted by `factor`) used after
+    /// `d`, in percent rounded down: a window's of its limit, a GCRA's of its
+    /// burst (its `remaining` counts the burst: a fresh `60/min, burst 10`
+    /// read as 50 of 60 used and warned on its first request).
+    fn used_percent(&self, m: &Member, d: &Decision, factor: u32) -> u32 {
+        let r = &self.rules[m.rule];
+        let cap = u64::from(gauge_of(r)) * u64::from(factor.max(1));
+        if cap == 0 {
+            return 0;
+        }
+        let used = cap - u64::from(remaining(d)).min(cap);
+        u32::try_from(used * 100 / cap).unwrap_or(100)
     }
 
     /// The header info of one member (boosted by `factor`) after decision
@@ -1919,8 +1954,8 @@ impl Engine {
     /// units), `Reset` the window's own. The pages define Remaining as
     /// "requests left before throttling", so a client learns how many more
     /// of *this* call it can make; Limit in the same unit keeps
-    /// Remaining ≤ Limit and makes `Warning`'s share used,
-    /// (Limit − Remaining) / Limit, that of the window. For a member charged
+    /// Remaining ≤ Limit. (`Warning`'s share is set apart by `info`: the
+    /// most-used window's, see `used_percent`.) For a member charged
     /// one unit (every call without a cost factor) these are the window's
     /// own numbers.
     fn member_info(&self, m: &Member, d: &Decision, factor: u32) -> RateLimitInfo {
@@ -1968,6 +2003,8 @@ impl Engine {
                 .unwrap_or_else(|| RateLimitInfo::new(&d, limit, window))
         };
         info.remaining = 0;
+        // A refusal reads as all used, as Remaining 0 says.
+        info.used_percent = None;
         info.refused = true;
         info.retry_after = Some(retry_after);
         let now_unix = self.now_unix(now);
@@ -2022,6 +2059,7 @@ impl Engine {
             retry_after: Some(wait),
             refused: true,
             window: wait,
+            used_percent: None,
         };
         self.header_style
             .render(&info, now_unix)
@@ -2118,6 +2156,7 @@ impl Engine {
             retry_after: Some(max_wait),
             refused: true,
             window: max_wait,
+            used_percent: None,
         };
         let now_unix = self.now_unix(now);
         let mut headers = self.render_standing(window, now);
