@@ -1817,19 +1817,56 @@ impl Engine {
     }
 
     /// Current usage of the plan limits for an identity: the API key (or
-    /// organisation under `scope = "org"`) on `plan`.
+    /// organisation under `scope = "org"`) on `plan`. Under `scope = "org"`
+    /// a key that belongs to no organisation has its own budget, which this
+    /// cannot name: use [`usage_of`](Engine::usage_of) with the request's
+    /// identity.
     pub fn usage(&self, id: &str, plan: &str, now: Nanos) -> Result<Vec<Usage>, RequestError> {
-        let p = self
+        let plan = *self
             .plan_index
             .get(plan)
-            .map(|&i| &self.plans[i])
             .ok_or_else(|| RequestError::UnknownPlan(plan.to_owned()))?;
         let who = match self.scope {
             ScopeSpec::Key => Who::Key(id),
             ScopeSpec::Org => Who::Org(id),
         };
+        Ok(self.usage_at(who, plan, now))
+    }
+
+    /// Current usage of the plan limits of the identity `req` is counted
+    /// under, resolved as [`check`](Engine::check) resolves it (API key,
+    /// organisation under `scope = "org"`, a key without one on its own,
+    /// an anonymous client by its address block). Only the identity and
+    /// plan of `req` are read.
+    ///
+    /// ```
+    /// use tollgate::Nanos;
+    /// use tollgate::policy::{Engine, Request};
+    ///
+    /// let e = Engine::from_toml(r#"
+    /// name = "x"
+    /// scope = "org"
+    /// [response]
+    /// headers = "none"
+    /// body = "blocksecops"
+    /// [plans.developer]
+    /// limits = [{ per = "minute", limit = 60 }]
+    /// "#, Nanos::ZERO).unwrap();
+    /// let solo = Request::new("GET", "/api/v1/contracts").key("solo").plan("developer");
+    /// for _ in 0..3 {
+    ///     assert!(e.check(&solo, Nanos::ZERO).unwrap().is_allowed());
+    /// }
+    /// assert_eq!(e.usage_of(&solo, Nanos::ZERO).unwrap()[0].used, 3);
+    /// ```
+    pub fn usage_of(&self, req: &Request<'_>, now: Nanos) -> Result<Vec<Usage>, RequestError> {
+        let (who, plan, _) = self.resolve(req)?;
+        Ok(self.usage_at(who, plan, now))
+    }
+
+    fn usage_at(&self, who: Who<'_>, plan: usize, now: Nanos) -> Vec<Usage> {
         let factor = self.boost_of(who, now);
-        Ok(p.usage
+        self.plans[plan]
+            .usage
             .iter()
             .map(|&r| {
                 let r = boosted(&self.rules[r], factor);
@@ -1842,7 +1879,7 @@ impl Engine {
                     limit: gauge,
                 }
             })
-            .collect())
+            .collect()
     }
 
     fn apply(
