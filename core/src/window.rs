@@ -24,22 +24,27 @@
 //!
 //! # Window indexes modulo 2^k
 //!
-//! The stored index is compared with the index of `now` as a signed distance
-//! modulo 2^k (serial-number arithmetic, RFC 1982): a distance below 2^(k−1)
-//! means the stored window is in the past (start a new window, or roll the
-//! sliding window), otherwise it is a *later* window that the clock has
-//! stepped back from (count against it). This is exact while the true
-//! distance is below 2^(k−1) windows — see each type for what that means in
-//! time. Two things can go wrong beyond that, and only there:
+//! The stored index is compared with the index of `now` modulo 2^k. A stored
+//! index up to `MAX_BACK` windows *ahead* of now's ([`FIXED_MAX_BACK`] = 2^20,
+//! [`SLIDING_MAX_BACK`] = 2^12) is a later window that the clock has stepped
+//! back from: count against it (stricter). Any other distance means the
+//! stored window is in the past: start a new window, or roll the sliding
+//! window. See each type for what this means in time. Two things can go
+//! wrong, and only there:
 //!
-//! * A counter untouched for more than 2^(k−1) windows can be mistaken for a
-//!   later window. Its old count then keeps applying, until the index it holds
-//!   comes round again (at most 2^(k−1) windows): **stricter, never looser**.
-//!   A limiter never used (the word `0`) reads as fresh at any index, so this
-//!   needs an idle gap after real traffic.
-//! * A clock stepping *back* by more than 2^(k−1) windows reads as a step
-//!   forward into a new window (looser). A monotonic clock never steps back;
-//!   racing threads "step back" by a scheduling delay, far below that.
+//! * A counter untouched for between 2^k − `MAX_BACK` and 2^k windows (or a
+//!   multiple of 2^k plus that) is mistaken for a later window. Its old count
+//!   then keeps applying for at most `MAX_BACK` more windows: **stricter,
+//!   never looser** — a band of 1 in 4 096 of idle lengths. A limiter never
+//!   used (the word `0`) reads as fresh at any index. (Until the tenth
+//!   session "later" took half the index range, so every counter idle for
+//!   2^(k−1) windows or more — 97 days of 1 s sliding windows — refused for as
+//!   long again, and keyed stores could not reclaim such keys; found by
+//!   review.)
+//! * A clock stepping *back* by more than `MAX_BACK` windows behind the
+//!   latest time the counter saw reads as a step into an old window (looser:
+//!   the later window's count is not seen). A monotonic clock never steps
+//!   back; racing threads "step back" by a scheduling delay, far below that.
 //!
 //! A window refunded down to zero keeps its index, so that a clock stepping
 //! back still counts against it. A refund never produces the word `0` except
@@ -159,6 +164,16 @@ fn mul_div(a: u64, b: u64, d: u64, up: bool) -> u64 {
 /// assert_eq!(tollgate_core::window::FIXED_INDEX_BITS, 32);
 /// ```
 pub const FIXED_INDEX_BITS: u32 = 32;
+/// `FixedWindow`: how many windows behind the stored one the clock may step
+/// back and still be counted against it (stricter). A stored index further
+/// ahead than this, modulo 2^32, is read as an old window that is over — a
+/// counter idle for 2^31 windows or more must not read as "later" (it would
+/// refuse for up to as long again; found by review).
+///
+/// ```
+/// assert_eq!(tollgate_core::window::FIXED_MAX_BACK, 1 << 20);
+/// ```
+pub const FIXED_MAX_BACK: u32 = 1 << 20;
 /// `FixedWindow` state: the window index sits above this bit.
 ///
 /// ```
@@ -375,8 +390,11 @@ impl FixedRule {
                 to_end,
                 later: false,
             }
-        } else if distance < 1 << (FIXED_INDEX_BITS - 1) {
-            // The stored window is over: a new one.
+        } else if distance.wrapping_neg() > FIXED_MAX_BACK {
+            // The stored window is over: a new one. (Also when it reads as
+            // more than `FIXED_MAX_BACK` windows ahead: an old window seen
+            // across the index's wrap, not a clock that stepped that far
+            // back.)
             fresh
         } else {
             // The stored window is `back` windows later than now's: the clock
@@ -618,13 +636,17 @@ impl FixedRule {
 /// # State
 ///
 /// One `AtomicU64`: window index modulo 2^32 and a 32-bit count (see the
-/// [module docs](crate::window)); every `u32` limit fits. Index comparisons
-/// are exact for every input when `W >= 9 s` (no two `u64` times are 2^31
-/// such windows apart), and otherwise whenever operations on one limiter are
-/// less than 2^31 windows apart — 68 years of 1-second windows, 24 days of
-/// 1-millisecond ones. Beyond that a counter idle that long can be read as a
-/// later window (stricter: its count applies for at most 2^31 more windows),
-/// as described in the module docs.
+/// [module docs](crate::window)); every `u32` limit fits. A stored window up
+/// to [`FIXED_MAX_BACK`] (2^20) windows ahead of now's is a clock that
+/// stepped back (counted against the stored window: stricter); one further
+/// ahead, modulo 2^32, is an old window seen across the index's wrap, and
+/// over. So the clock may step back at most 2^20 windows behind the latest
+/// time the counter saw (17 min of 1 ms windows, 12 days of 1 s ones);
+/// further back, the later window's count is not seen. A counter idle for
+/// 2^32 − 2^20 to 2^32 windows (a band of 1 in 4 096 of the index range:
+/// at 1 ms windows, 49.7 days minus 17 minutes) reads as later and refuses
+/// for at most 2^20 more windows; every other idle length reads as fresh.
+/// With `W >= 5 s` no two `u64` times are that far apart.
 ///
 /// # Memory ordering
 ///
@@ -948,6 +970,13 @@ impl Limiter for FixedWindow {
 /// assert_eq!(tollgate_core::window::SLIDING_INDEX_BITS, 24);
 /// ```
 pub const SLIDING_INDEX_BITS: u32 = 24;
+/// `SlidingWindow`: how many windows behind the stored one the clock may step
+/// back and still be evaluated at it (stricter); see [`FIXED_MAX_BACK`].
+///
+/// ```
+/// assert_eq!(tollgate_core::window::SLIDING_MAX_BACK, 1 << 12);
+/// ```
+pub const SLIDING_MAX_BACK: u32 = 1 << 12;
 /// `SlidingWindow` state: bits of each of the two counts.
 ///
 /// ```
@@ -1208,8 +1237,10 @@ impl SlidingRule {
             0 => here(prev, curr),
             // The next window: the current count becomes the previous one.
             1 => here(curr, 0),
-            // Two or more windows later: nothing still counts.
-            d if d < 1 << (SLIDING_INDEX_BITS - 1) => here(0, 0),
+            // Two or more windows later: nothing still counts. (Also a stored
+            // window more than `SLIDING_MAX_BACK` ahead: an old one seen
+            // across the index's wrap.)
+            d if (1 << SLIDING_INDEX_BITS) - d > SLIDING_MAX_BACK => here(0, 0),
             // The stored window is `back` windows later than now's: the
             // clock stepped back. Evaluate at that window's start, where the
             // previous count weighs most (the strictest reading).
@@ -1544,12 +1575,17 @@ fn count_u32(n: u64) -> u32 {
 ///
 /// One `AtomicU64`: window index modulo 2^24 and two 20-bit counts (see the
 /// [module docs](crate::window)), so the limit is at most
-/// [`SLIDING_MAX_LIMIT`] (1 048 575). Index comparisons are exact for every
-/// input when `W >= 37 min`, and otherwise whenever operations on one
-/// limiter are less than 2^23 windows apart — 16 years of 1-minute windows,
-/// 97 days of 1-second ones. Beyond that a counter idle that long can be
-/// read as a later window (stricter: its counts apply for at most 2^23 more
-/// windows), as described in the module docs. Prefer [`Gcra`](crate::Gcra)
+/// [`SLIDING_MAX_LIMIT`] (1 048 575). A stored window up to
+/// [`SLIDING_MAX_BACK`] (4 096) windows ahead of now's is a clock that
+/// stepped back (evaluated at the stored window's start: stricter); one
+/// further ahead, modulo 2^24, is an old window seen across the index's
+/// wrap, and over. So the clock may step back at most 4 096 windows behind
+/// the latest time the counter saw (68 min of 1 s windows); further back,
+/// the later windows' counts are not seen. A counter idle for 2^24 − 4 096
+/// to 2^24 windows (1 in 4 096 of the index range: at 1 s windows, 194 days
+/// minus 68 minutes) reads as later and refuses for at most 4 096 more
+/// windows; every other idle length reads as fresh. With `W >= 19 min` no
+/// two `u64` times are that far apart. Prefer [`Gcra`](crate::Gcra)
 /// for very short windows, and [`SlidingLog`](crate::SlidingLog) (exact)
 /// when the `2L − 1` spill matters.
 ///
@@ -2056,27 +2092,53 @@ mod tests {
         assert!(f.check_n(Nanos::from_secs(20 * 86_400), 2).is_allowed());
     }
 
-    /// Beyond half the index range an idle counter can read as a later
-    /// window: stricter (denied, with a finite retry), never looser.
+    /// A counter idle for half the index range or more reads as fresh (it
+    /// read as a later window until the tenth session: 97 days idle with 1 s
+    /// sliding windows refused for as long again). Only the last `MAX_BACK`
+    /// windows before a wrap still read as later: stricter, and for at most
+    /// `MAX_BACK` windows.
     #[test]
-    fn beyond_half_the_index_range_is_stricter() {
+    fn long_idle_counters_read_as_fresh_but_for_a_band_before_the_wrap() {
+        for idle in [1u64 << 31, 3 << 30, (1 << 32) - (1 << 20) - 1] {
+            let f = fixed(2, 1, 0);
+            let _ = f.check_n(Nanos::new(0), 2);
+            assert!(f.check_n(Nanos::new(idle), 2).is_allowed(), "fixed, idle {idle}");
+        }
+        for idle in [1u64 << 23, 3 << 22, (1 << 24) - (1 << 12) - 1] {
+            let s = sliding(2, 1);
+            let _ = s.check_n(Nanos::new(0), 2);
+            assert!(s.check_n(Nanos::new(idle), 2).is_allowed(), "sliding, idle {idle}");
+        }
+        // The band: read as window 2^32, which ends 2^19 + 1 ns later.
         let f = fixed(2, 1, 0);
         let _ = f.check_n(Nanos::new(0), 2);
-        let aliased = Nanos::new(3 << 30); // 2^31 + 2^30 windows later
-        let d = f.check(aliased);
-        // Read as window 2^32, which ends 2^30 + 1 ns later.
-        assert_eq!(d.retry_after(), Some(Nanos::new((1 << 30) + 1)));
-        assert!(!f.check(aliased + Nanos::new(1 << 30)).is_allowed());
-        assert!(f.check(aliased + Nanos::new((1 << 30) + 1)).is_allowed());
+        let aliased = Nanos::new((1 << 32) - (1 << 19));
+        assert_eq!(f.check(aliased).retry_after(), Some(Nanos::new((1 << 19) + 1)));
+        assert!(f.check(aliased + Nanos::new((1 << 19) + 1)).is_allowed());
         let s = sliding(2, 1);
         let _ = s.check_n(Nanos::new(0), 2);
-        let aliased = Nanos::new(3 << 22); // 2^23 + 2^22 windows later
+        let aliased = Nanos::new((1 << 24) - (1 << 11));
         // Read as window 2^24 holding 2: the unit fits at the start of
         // window 2^24 + 2.
-        assert_eq!(
-            s.check(aliased).retry_after(),
-            Some(Nanos::new((1 << 22) + 2))
-        );
+        assert_eq!(s.check(aliased).retry_after(), Some(Nanos::new((1 << 11) + 2)));
+    }
+
+    /// A clock stepping back up to `MAX_BACK` windows still counts against
+    /// the later window; further back it is not seen (documented).
+    #[test]
+    fn stepping_back_up_to_max_back_windows_stays_strict() {
+        let f = fixed(2, 1_000, 0);
+        let late = Nanos::new(1_000 * (u64::from(FIXED_MAX_BACK) + 10));
+        assert!(f.check_n(late, 2).is_allowed());
+        let back = late - Nanos::new(1_000 * u64::from(FIXED_MAX_BACK));
+        assert!(!f.check(back).is_allowed());
+        assert!(f.check(back - Nanos::new(1_000)).is_allowed());
+        let s = sliding(2, 1_000);
+        let late = Nanos::new(1_000 * (u64::from(SLIDING_MAX_BACK) + 10));
+        assert!(s.check_n(late, 2).is_allowed());
+        let back = late - Nanos::new(1_000 * u64::from(SLIDING_MAX_BACK));
+        assert!(!s.check(back).is_allowed());
+        assert!(s.check(back - Nanos::new(1_000)).is_allowed());
     }
 
     #[test]

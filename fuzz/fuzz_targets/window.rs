@@ -20,8 +20,10 @@
 //! * `ExceedsCapacity` exactly when cost > limit.
 //!
 //! Time steps are bounded (at most 256 windows per op, 256 ops), so every run
-//! stays far below the 2^23 / 2^31 windows within which index comparisons are
-//! documented as exact.
+//! stays far below the 2^24 − 2^12 / 2^32 − 2^20 windows of idleness from
+//! which a counter is documented to read as later, and the clock never steps
+//! back more than `SLIDING_MAX_BACK − 2` windows behind the latest time seen
+//! (further back a later window is documented as not seen).
 //!
 //! Found here and fixed: a refund to zero in a window whose index is a
 //! multiple of 2^32 (later than the clock, or current) left the word `0`,
@@ -36,7 +38,7 @@ use std::num::NonZeroU32;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use tollgate_core::window::SLIDING_MAX_LIMIT;
+use tollgate_core::window::{SLIDING_MAX_BACK, SLIDING_MAX_LIMIT};
 use tollgate_core::{Decision, FixedWindow, Nanos, SlidingWindow, Snapshot};
 
 /// A clock move: `frac / 256` of a window plus `jitter` ns, backwards when
@@ -137,19 +139,27 @@ fuzz_target!(|input: Input| {
     let off = u128::from(input.offset % w);
 
     let mut now = input.start;
+    // The clock may step back at most `SLIDING_MAX_BACK` windows (the smaller
+    // of the two tolerances, `FIXED_MAX_BACK` being 2^20) behind the latest
+    // time seen; further back the later window is documented as not seen.
+    // Two windows of margin keep the index distance within it.
+    let max_back = u64::from(SLIDING_MAX_BACK - 2).saturating_mul(w);
+    let mut latest_now = now;
     for op in input.ops.iter().take(256) {
+        latest_now = latest_now.max(now);
+        now = now.max(latest_now.saturating_sub(max_back));
         let (cost, refund) = match *op {
             Op::Check { step, cost } => {
-                now = step.apply(now, w);
+                now = step.apply(now, w).max(latest_now.saturating_sub(max_back));
                 (u32::from(cost), false)
             }
             Op::CheckBig { cost } => (cost, false),
             Op::Refund { step, cost } => {
-                now = step.apply(now, w);
+                now = step.apply(now, w).max(latest_now.saturating_sub(max_back));
                 (u32::from(cost), true)
             }
             Op::Peek { step } => {
-                now = step.apply(now, w);
+                now = step.apply(now, w).max(latest_now.saturating_sub(max_back));
                 let t = Nanos::new(now);
                 let (f, s) = (fw.peek(t), sw.peek(t));
                 assert_eq!(f, fm.peek(now), "fixed peek");
