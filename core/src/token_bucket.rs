@@ -946,14 +946,30 @@ impl TokenBucket {
             // `next - T`, so the next arrival goes at most `T` past the
             // refund's time (`r`, as `refunded_since` takes it) — and the
             // count never goes down (`k <= missing`).
+            //
+            // A late refund (its `now` behind checks that read `seen` and
+            // found no refill due) must not bring a refill due under them:
+            // they take their units after this exchange, and a refill
+            // claimed after them would fill the bucket over those units (5
+            // admitted at one instant where GCRA admits 4; found by review).
+            // So the refund is taken as made no earlier than `seen - T`: the
+            // TAT it leaves and the time it converts at are lifted there
+            // (stricter; a refund that is not late is already past it, since
+            // `next` is never more than `T` ahead of the latest check).
+            let floor = seen.saturating_sub(t);
+            let after = after.max(floor);
             let r = now
                 .as_u64()
-                .max(tat.saturating_sub(self.quota.capacity_raw()));
+                .max(tat.saturating_sub(self.quota.capacity_raw()))
+                .max(floor);
             let canonical = after.saturating_sub(r.saturating_add(t)).div_ceil(t);
             let k = canonical.min(missing);
             let new = burst - 1 - k as i64;
-            // (`next == 0` would read as fresh: 1 ns is stricter.)
-            let next = after.saturating_sub(k.saturating_mul(t)).max(1);
+            // A next arrival past `NEVER` is "never" (bit 63 is the claim
+            // bit). `next == 0` reads as a fresh, full bucket: right when
+            // nothing is missing (`k == 0`, GCRA's TAT at 0), else 1 ns.
+            let next = after.saturating_sub(k.saturating_mul(t)).min(NEVER);
+            let next = if k > 0 { next.max(1) } else { next };
             // Exchanged even when `new == x`, to know `x` was the latest
             // count (see `credit_and_take`).
             match self
@@ -1003,6 +1019,46 @@ mod tests {
 
     fn nz(n: u32) -> NonZeroU32 {
         NonZeroU32::new(n).unwrap()
+    }
+
+    /// Found in the tenth session's review: near the end of the time range
+    /// `refund_since` stored a next arrival past 2^63, which set the claim
+    /// bit, and every later check was refused with a 1 ns wait.
+    #[test]
+    fn refund_since_near_2_pow_63_never_sets_the_claim_bit() {
+        let t = 1u64 << 60;
+        let q = Quota::new(nz(1), core::time::Duration::from_nanos(t))
+            .unwrap()
+            .with_burst(nz(8));
+        let b = TokenBucket::new(q);
+        let now_a = (1u64 << 63) - (1 << 61) + 5;
+        assert!(b.check_n(Nanos::new(now_a), 8).is_allowed());
+        let now_b = now_a + t + 1; // one arrival due, not claimed
+        assert_eq!(
+            b.refund_since(Nanos::new(now_b), Nanos::new(now_b), 1)
+                .remaining,
+            2
+        );
+        for later in [now_b, now_b + 1_000_000_000, u64::MAX] {
+            let d = b.check(Nanos::new(later));
+            assert!(
+                d.is_allowed() || d.retry_after() == Some(Nanos::MAX),
+                "at {later}: {d:?}"
+            );
+        }
+    }
+
+    /// `refund_since` at time 0 left `burst - 1` tokens and a 1 ns wait where
+    /// GCRA is full again.
+    #[test]
+    fn refund_since_at_time_zero_equals_gcra() {
+        let q = Quota::per_second(nz(1));
+        let (b, g) = (TokenBucket::new(q), Gcra::new(q));
+        let t0 = Nanos::ZERO;
+        assert!(b.check(t0).is_allowed());
+        assert!(g.check(t0).is_allowed());
+        assert_eq!(b.refund_since(t0, t0, 1), g.refund_since(t0, t0, 1));
+        assert_eq!(b.check(t0), g.check(t0));
     }
 
     #[test]

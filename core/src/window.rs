@@ -2102,25 +2102,37 @@ mod tests {
         for idle in [1u64 << 31, 3 << 30, (1 << 32) - (1 << 20) - 1] {
             let f = fixed(2, 1, 0);
             let _ = f.check_n(Nanos::new(0), 2);
-            assert!(f.check_n(Nanos::new(idle), 2).is_allowed(), "fixed, idle {idle}");
+            assert!(
+                f.check_n(Nanos::new(idle), 2).is_allowed(),
+                "fixed, idle {idle}"
+            );
         }
         for idle in [1u64 << 23, 3 << 22, (1 << 24) - (1 << 12) - 1] {
             let s = sliding(2, 1);
             let _ = s.check_n(Nanos::new(0), 2);
-            assert!(s.check_n(Nanos::new(idle), 2).is_allowed(), "sliding, idle {idle}");
+            assert!(
+                s.check_n(Nanos::new(idle), 2).is_allowed(),
+                "sliding, idle {idle}"
+            );
         }
         // The band: read as window 2^32, which ends 2^19 + 1 ns later.
         let f = fixed(2, 1, 0);
         let _ = f.check_n(Nanos::new(0), 2);
         let aliased = Nanos::new((1 << 32) - (1 << 19));
-        assert_eq!(f.check(aliased).retry_after(), Some(Nanos::new((1 << 19) + 1)));
+        assert_eq!(
+            f.check(aliased).retry_after(),
+            Some(Nanos::new((1 << 19) + 1))
+        );
         assert!(f.check(aliased + Nanos::new((1 << 19) + 1)).is_allowed());
         let s = sliding(2, 1);
         let _ = s.check_n(Nanos::new(0), 2);
         let aliased = Nanos::new((1 << 24) - (1 << 11));
         // Read as window 2^24 holding 2: the unit fits at the start of
         // window 2^24 + 2.
-        assert_eq!(s.check(aliased).retry_after(), Some(Nanos::new((1 << 11) + 2)));
+        assert_eq!(
+            s.check(aliased).retry_after(),
+            Some(Nanos::new((1 << 11) + 2))
+        );
     }
 
     /// A clock stepping back up to `MAX_BACK` windows still counts against

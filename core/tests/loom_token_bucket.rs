@@ -18,7 +18,7 @@ use std::num::NonZeroU32;
 
 use loom::sync::Arc;
 use loom::thread;
-use tollgate_core::{Nanos, Quota, TokenBucket};
+use tollgate_core::{Gcra, Nanos, Quota, TokenBucket};
 
 /// `burst` per second, bursts of `burst`: T = 1 s / burst.
 fn quota(burst: u32) -> Quota {
@@ -338,5 +338,57 @@ fn a_check_past_a_stale_claimers_next_waits_for_its_refill() {
             at_t2 += 1;
         }
         assert!(at_t2 <= 2, "{at_t2} admitted at one instant, burst 2");
+    });
+}
+
+/// A `refund_since` whose `now` lags a check that claimed a refill must not
+/// move `next` back under a check that read it and found no refill due: that
+/// check takes its token after the refund, and the refill claimed after it
+/// would fill the bucket over it (found by the tenth session's review: 5
+/// admitted at one instant with a burst of 3, where GCRA admits 4 on the same
+/// history with the refund before or after the racing check).
+#[test]
+fn a_late_refund_since_brings_no_refill_due_under_a_racing_check() {
+    fn q() -> Quota {
+        Quota::new(NonZeroU32::MIN, std::time::Duration::from_nanos(10))
+            .unwrap()
+            .with_burst(NonZeroU32::new(3).unwrap())
+    }
+    let (t0, t) = (Nanos::new(1000), Nanos::new(1030));
+    // GCRA on the same history, the refund before or after the racing check.
+    let gcra_at_t = move |refund_first: bool| {
+        let g = Gcra::new(q());
+        assert!(g.check_n(t0, 3).is_allowed());
+        assert!(g.check(t).is_allowed());
+        let mut n = 1;
+        if refund_first {
+            let _ = g.refund_since(t0, t0, 3);
+        }
+        n += u32::from(g.check(t).is_allowed());
+        if !refund_first {
+            let _ = g.refund_since(t0, t0, 3);
+        }
+        while g.check(t).is_allowed() {
+            n += 1;
+        }
+        n
+    };
+    // (Inside the model: under loom the limiters' atomics are loom's.)
+    loom::model(move || {
+        let gcra_max = gcra_at_t(true).max(gcra_at_t(false));
+        assert_eq!(gcra_max, 4);
+        let b = Arc::new(TokenBucket::new(q()));
+        assert!(b.check_n(t0, 3).is_allowed());
+        assert!(b.check(t).is_allowed()); // a claim: full, next = 1040, 2 left
+        let b2 = b.clone();
+        let r = thread::spawn(move || {
+            let _ = b2.refund_since(t0, t0, 3);
+        });
+        let mut at_t = 1 + u32::from(b.check(t).is_allowed());
+        r.join().unwrap();
+        while b.check(t).is_allowed() {
+            at_t += 1;
+        }
+        assert!(at_t <= gcra_max, "{at_t} admitted at one instant (burst 3)");
     });
 }
