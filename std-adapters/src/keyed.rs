@@ -1141,7 +1141,10 @@ impl<A: KeyedAlgorithm, S: BuildHasher> KeyedLimiter<A, S> {
 
     /// The decision `check_n` would make for `cost` units of `key` at `now`,
     /// without consuming anything or inserting the key (read-only). Used to
-    /// check several limits before charging any of them.
+    /// check several limits before charging any of them. It reads the limit,
+    /// not the table: for a new key in a full store it answers the fresh
+    /// decision, where `check_n` may then answer
+    /// [`KeyedDecision::StoreFull`] (never more admitted than probed).
     ///
     /// ```
     /// use std::num::NonZeroU32;
