@@ -45,6 +45,7 @@ enum Info {
         retry_after: Option<u64>,
         refused: bool,
         window: u64,
+        used_percent: Option<u32>,
     },
     /// Through `RateLimitInfo::new`, as adapters build it.
     FromDecision {
@@ -94,6 +95,7 @@ fuzz_target!(|input: Input| {
             retry_after,
             refused,
             window,
+            used_percent,
         } => RateLimitInfo {
             limit,
             remaining,
@@ -101,6 +103,7 @@ fuzz_target!(|input: Input| {
             retry_after: retry_after.map(Nanos::new),
             refused,
             window: Nanos::new(window),
+            used_percent,
         },
         Info::FromDecision {
             decision,
@@ -310,9 +313,16 @@ fn check_headers(
 
     let remaining = info.remaining.min(info.limit);
     let used = u64::from(info.limit - remaining);
-    let warn = style
-        .warning_percent
-        .is_some_and(|p| info.limit > 0 && used * 100 >= u64::from(p) * u64::from(info.limit));
+    // The share used: given (`used_percent`, the most-used of several
+    // windows), else from limit and remaining.
+    let warn = style.warning_percent.is_some_and(|p| match info.used_percent {
+        Some(u) => u >= u32::from(p),
+        None => info.limit > 0 && used * 100 >= u64::from(p) * u64::from(info.limit),
+    });
+    if let (true, Some(u)) = (warn, info.used_percent) {
+        let want = format!("299 - \"Rate Limit\" \"{}% of quota consumed\"", u.min(100));
+        assert_eq!(get("Warning"), Some(want.as_str()));
+    }
     assert_eq!(
         get("Warning").is_some(),
         warn,
