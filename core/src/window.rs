@@ -382,28 +382,28 @@ impl FixedRule {
             // Never used: fresh at any index (index 0 may read as "later").
             return fresh;
         }
-        let distance = index.wrapping_sub(stored);
-        if distance == 0 {
+        // How many windows the stored one is ahead of now's, modulo 2^32.
+        let ahead = stored.wrapping_sub(index);
+        if ahead == 0 {
             FixedAt {
                 index,
                 count,
                 to_end,
                 later: false,
             }
-        } else if distance.wrapping_neg() > FIXED_MAX_BACK {
+        } else if ahead > FIXED_MAX_BACK {
             // The stored window is over: a new one. (Also when it reads as
             // more than `FIXED_MAX_BACK` windows ahead: an old window seen
             // across the index's wrap, not a clock that stepped that far
             // back.)
             fresh
         } else {
-            // The stored window is `back` windows later than now's: the clock
-            // stepped back. Count against that later window (stricter).
-            let back = u128::from(stored.wrapping_sub(index));
+            // The stored window is `ahead` windows later than now's: the
+            // clock stepped back. Count against that later window (stricter).
             FixedAt {
                 index: stored,
                 count,
-                to_end: to_end + back * u128::from(self.window),
+                to_end: to_end + u128::from(ahead) * u128::from(self.window),
                 later: true,
             }
         }

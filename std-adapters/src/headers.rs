@@ -300,18 +300,17 @@ impl HeaderStyle {
             out.push(("RateLimit", format!("{name};r={remaining};t={reset_delta}")));
         }
         if let Some(threshold) = self.warning_percent {
-            let used = u64::from(info.limit - remaining);
-            let limit = u64::from(info.limit);
-            // From `limit` and `remaining`, `used * 100 >= threshold * limit`
-            // is the exact test (the percentage shown is rounded down).
-            let warn = match info.used_percent {
-                Some(p) => p >= u32::from(threshold),
-                None => limit > 0 && used * 100 >= u64::from(threshold) * limit,
+            // The share used, rounded down (for a whole threshold, comparing
+            // the rounded share is exact: ⌊a / b⌋ >= t ⇔ a >= t × b).
+            let pct = match info.used_percent {
+                Some(p) => Some(u64::from(p.min(100))),
+                None => {
+                    let used = u64::from(info.limit - remaining);
+                    let limit = u64::from(info.limit);
+                    (limit > 0).then(|| used * 100 / limit)
+                }
             };
-            if warn {
-                let pct = info
-                    .used_percent
-                    .map_or_else(|| used * 100 / limit, |p| u64::from(p.min(100)));
+            if let Some(pct) = pct.filter(|&p| p >= u64::from(threshold)) {
                 out.push((
                     "Warning",
                     format!("299 - \"Rate Limit\" \"{pct}% of quota consumed\""),
