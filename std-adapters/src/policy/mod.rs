@@ -960,6 +960,27 @@ impl Engine {
             .chain(std::iter::once("api"))
             .collect();
 
+        let mut org_pool = Vec::new();
+        for (i, l) in file.org_pool.iter().flatten().enumerate() {
+            if l.class != "api" {
+                return Err(c.err(
+                    l.limit.span(),
+                    &format!("org_pool[{i}].class"),
+                    format!(
+                        "the organisation pool counts every request of the organisation; \
+                         class \"{}\" has no meaning here (remove it)",
+                        l.class
+                    ),
+                ));
+            }
+            org_pool.extend(c.rules(l, &format!("org_pool[{i}]"), "org pool")?);
+        }
+        // The pool binds only when it refuses; headers report the key's own
+        // windows.
+        for &r in &org_pool {
+            c.rules[r].visible = false;
+        }
+
         let mut endpoints: Vec<Endpoint> = Vec::new();
         // Per endpoint: (class, cost, its own rules).
         let mut endpoint_rules: Vec<(String, u32, Vec<usize>)> = Vec::new();
@@ -1016,26 +1037,40 @@ impl Engine {
                                 .into(),
                         ));
                     }
-                    // A cost no plan limit could ever admit is a mistake.
-                    for (p, rules) in plans.iter().zip(&plan_rules) {
-                        if let Some(r) = rules
-                            .iter()
-                            .map(|&r| &c.rules[r])
-                            .find(|r| r.class == class && capacity_of(r) < v)
-                        {
-                            return Err(c.err(
-                                s.span(),
-                                &format!("{field}.cost"),
-                                format!(
-                                    "cost {v} exceeds plan \"{}\"'s {} of {} per {}: \
-                                     such a request could never pass",
-                                    p.name,
-                                    if r.visible { "limit" } else { "burst" },
-                                    capacity_of(r),
-                                    r.per.name()
-                                ),
-                            ));
-                        }
+                    // A cost no plan limit, nor the organisation pool (which
+                    // counts every request), could ever admit is a mistake.
+                    let plan_limits = plans
+                        .iter()
+                        .zip(&plan_rules)
+                        .flat_map(|(p, rules)| rules.iter().map(move |&r| (Some(p), r)))
+                        .filter(|&(_, r)| c.rules[r].class == class);
+                    let pool_limits = org_pool.iter().map(|&r| (None, r));
+                    if let Some((plan, r)) = plan_limits
+                        .chain(pool_limits)
+                        .map(|(plan, r)| (plan, &c.rules[r]))
+                        .find(|(_, r)| capacity_of(r) < v)
+                    {
+                        let what = match plan {
+                            Some(p) => format!(
+                                "plan \"{}\"'s {}",
+                                p.name,
+                                if r.visible { "limit" } else { "burst" }
+                            ),
+                            None => format!(
+                                "the organisation pool's {}",
+                                if r.burst.is_some() { "burst" } else { "limit" }
+                            ),
+                        };
+                        return Err(c.err(
+                            s.span(),
+                            &format!("{field}.cost"),
+                            format!(
+                                "cost {v} exceeds {what} of {} per {}: \
+                                 such a request could never pass",
+                                capacity_of(r),
+                                r.per.name()
+                            ),
+                        ));
                     }
                     v
                 }
@@ -1119,50 +1154,6 @@ impl Engine {
                     ));
                 }
             }
-        }
-        let mut org_pool = Vec::new();
-        for (i, l) in file.org_pool.iter().flatten().enumerate() {
-            if l.class != "api" {
-                return Err(c.err(
-                    l.limit.span(),
-                    &format!("org_pool[{i}].class"),
-                    format!(
-                        "the organisation pool counts every request of the organisation; \
-                         class \"{}\" has no meaning here (remove it)",
-                        l.class
-                    ),
-                ));
-            }
-            org_pool.extend(c.rules(l, &format!("org_pool[{i}]"), "org pool")?);
-        }
-        // A cost the pool could never admit is as much a mistake as one above
-        // a plan's limit.
-        for (i, (_, cost, _)) in endpoint_rules.iter().enumerate() {
-            let Some(spec) = &file.endpoints[i].cost else {
-                continue;
-            };
-            if let Some(r) = org_pool
-                .iter()
-                .map(|&r| &c.rules[r])
-                .find(|r| capacity_of(r) < *cost)
-            {
-                return Err(c.err(
-                    spec.span(),
-                    &format!("endpoints[{i}].cost"),
-                    format!(
-                        "cost {cost} exceeds the organisation pool's {} of {} per {}: such a \
-                         request could never pass",
-                        if r.burst.is_some() { "burst" } else { "limit" },
-                        capacity_of(r),
-                        r.per.name()
-                    ),
-                ));
-            }
-        }
-        // The pool binds only when it refuses; headers report the key's own
-        // windows.
-        for &r in &org_pool {
-            c.rules[r].visible = false;
         }
         let anonymous_plan = match &file.anonymous {
             None => None,
