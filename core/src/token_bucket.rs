@@ -845,7 +845,7 @@ impl TokenBucket {
     /// [`Gcra::refund_since`](crate::Gcra::refund_since) would on the same
     /// history. The bucket's state is read as GCRA's theoretical arrival time
     /// (full `burst - 1 - tokens` intervals after the next arrival), the
-    /// refund applied to it ([`gcra::refunded_since`](crate::gcra::refunded_since)),
+    /// refund applied to it ([`gcra::refunded_since`]),
     /// and the result stored back as tokens and a next arrival. So a refund
     /// made after the bucket refilled gives back nothing the refill already
     /// restored, and one that comes after other admissions moves the next
@@ -860,7 +860,7 @@ impl TokenBucket {
     /// while another claim holds it, or an episode is open, it gives nothing
     /// rather than wait (never more than owed, possibly less). A `now` older
     /// than another thread's latest check counts as GCRA's does (see
-    /// [`gcra::refunded_since`](crate::gcra::refunded_since)).
+    /// [`gcra::refunded_since`]).
     ///
     /// ```
     /// use core::num::NonZeroU32;
