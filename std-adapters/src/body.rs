@@ -3,8 +3,8 @@
 
 use serde_json::{Value, json};
 
-use crate::headers::{RateLimitInfo, retry_after_secs};
-use crate::time_fmt::rfc3339;
+use crate::headers::RateLimitInfo;
+use crate::time_fmt::{rfc3339, unix_secs_after};
 use tollgate_core::Nanos;
 
 /// Whose 429 body to write.
@@ -64,10 +64,9 @@ pub enum Refusal {
 pub fn body(style: BodyStyle, refusal: &Refusal, now_unix: Nanos) -> Value {
     let (wait, reset_after) = match refusal {
         Refusal::Rate(info) => (
-            // A refusal no wait can cure (cost above the capacity) has no
-            // exact retry time: announce the time until the limit is whole
-            // again, never 0 (`retry_after_secs` rounds up to at least 1).
-            retry_after_secs(info.retry_after.unwrap_or(info.reset_after)),
+            // The headers' `Retry-After` (the same rule: at least 1, and for
+            // a refusal no wait can cure, the time until the limit is whole).
+            info.retry_after_secs().unwrap_or(1),
             info.reset_after,
         ),
         Refusal::Concurrency { current, max } => {
@@ -101,7 +100,7 @@ pub fn body(style: BodyStyle, refusal: &Refusal, now_unix: Nanos) -> Value {
                 "code": "RATE_LIMIT_EXCEEDED",
                 "message": "Request quota exhausted. Please retry after the specified window.",
                 "retry_after": wait,
-                "quota_reset_at": rfc3339((now_unix + reset_after).as_secs_ceil()),
+                "quota_reset_at": rfc3339(unix_secs_after(now_unix, reset_after)),
             }
         }),
         BodyStyle::ScannerApi => json!({

@@ -66,7 +66,7 @@ impl MonotonicClock {
     /// The Unix time, in whole seconds rounded up, of a point `at` on this
     /// clock (rounded up so a reset time is never announced early).
     pub fn unix_secs_at(&self, at: Nanos) -> u64 {
-        self.unix_nanos_at(at).as_secs_ceil()
+        crate::time_fmt::unix_secs_after(self.epoch_unix, at)
     }
 }
 

@@ -7,7 +7,7 @@
 
 use tollgate_core::{Decision, Nanos};
 
-use crate::time_fmt::http_date;
+use crate::time_fmt::{http_date, unix_secs_after};
 
 /// What a response tells the client about the limit that binds.
 ///
@@ -104,6 +104,35 @@ impl RateLimitInfo {
             refused,
             window,
             used_percent: None,
+        }
+    }
+
+    /// The whole seconds of its `Retry-After`: the exact wait rounded up,
+    /// at least 1 ([`retry_after_secs`]). A refusal with no wait to state
+    /// (one no wait can cure: the cost is above the capacity) announces the
+    /// time until the limit is whole again, still at least 1 — every
+    /// refusal has one, and the 429 body says the same. `None` when admitted
+    /// with no wait to state.
+    ///
+    /// ```
+    /// use tollgate::headers::RateLimitInfo;
+    /// use tollgate::{Decision, Nanos};
+    ///
+    /// let over = Decision::ExceedsCapacity { cost: 9, capacity: 5 };
+    /// let info = RateLimitInfo::new(&over, 5, Nanos::from_secs(60));
+    /// assert_eq!(info.retry_after_secs(), Some(1));
+    /// let denied = Decision::Denied {
+    ///     retry_after: Nanos::from_millis(1_500),
+    ///     remaining: 0,
+    ///     reset_after: Nanos::from_secs(60),
+    /// };
+    /// assert_eq!(RateLimitInfo::new(&denied, 5, Nanos::from_secs(60)).retry_after_secs(), Some(2));
+    /// ```
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match (self.retry_after, self.refused) {
+            (Some(wait), _) => Some(retry_after_secs(wait)),
+            (None, true) => Some(retry_after_secs(self.reset_after)),
+            (None, false) => None,
         }
     }
 }
@@ -284,7 +313,7 @@ impl HeaderStyle {
             out.push(("X-RateLimit-Limit", info.limit.to_string()));
             out.push(("X-RateLimit-Remaining", remaining.to_string()));
             let reset = match self.reset {
-                ResetFormat::UnixSeconds => (now_unix + info.reset_after).as_secs_ceil(),
+                ResetFormat::UnixSeconds => unix_secs_after(now_unix, info.reset_after),
                 ResetFormat::DeltaSeconds => reset_delta,
             };
             out.push(("X-RateLimit-Reset", reset.to_string()));
@@ -317,11 +346,11 @@ impl HeaderStyle {
                 ));
             }
         }
-        if let (Some(format), Some(wait)) = (self.retry_after, info.retry_after) {
+        if let (Some(format), Some(secs)) = (self.retry_after, info.retry_after_secs()) {
             let value = match format {
-                RetryAfterFormat::Seconds => retry_after_secs(wait).to_string(),
+                RetryAfterFormat::Seconds => secs.to_string(),
                 RetryAfterFormat::HttpDate => {
-                    http_date((now_unix + Nanos::from_secs(retry_after_secs(wait))).as_secs_ceil())
+                    http_date(unix_secs_after(now_unix, Nanos::ZERO).saturating_add(secs))
                 }
             };
             out.push(("Retry-After", value));

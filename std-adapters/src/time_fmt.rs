@@ -4,7 +4,19 @@
 //! Both formats have a four-digit year, so times after
 //! 9999-12-31T23:59:59Z ([`MAX_UNIX_SECS`]) are written as that instant, the
 //! last one either can express: a valid date a little early rather than an
-//! invalid one (the engine never gets there: `Nanos` ends in 2554).
+//! invalid one (reached only by waits of thousands of years).
+
+use tollgate_core::Nanos;
+
+/// The Unix time, in whole seconds rounded up (never announced early), that
+/// lies `after` past `now_unix`. Summed in `u128`: adding in [`Nanos`] would
+/// saturate at `Nanos::MAX` (2554-07-21), writing a later reset or retry
+/// time as that earlier date.
+pub(crate) fn unix_secs_after(now_unix: Nanos, after: Nanos) -> u64 {
+    let sum = u128::from(now_unix.as_u64()) + u128::from(after.as_u64());
+    // At most 2 × u64::MAX / 10^9, far below u64::MAX: never saturates.
+    u64::try_from(sum.div_ceil(1_000_000_000)).unwrap_or(u64::MAX)
+}
 
 /// 9999-12-31T23:59:59Z, the last second with a four-digit year: later
 /// times are written as this one.
