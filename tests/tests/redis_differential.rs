@@ -638,3 +638,84 @@ fn a_refund_to_zero_keeps_the_window() {
         );
     }
 }
+
+/// A caller's clock far behind the latest time a window saw — more than the
+/// core's clock-back tolerance (`SLIDING_MAX_BACK` / `FIXED_MAX_BACK`
+/// windows): the script reads the stored window as over, as the core does
+/// (found by review: the script counted against it, the client's read-out
+/// disagreed and blamed the first member of the call).
+#[test]
+fn a_clock_far_behind_decides_as_the_core() {
+    let Some(server) = Server::start("clock_far_behind") else {
+        return;
+    };
+    let rt = runtime();
+    let redis = limiter(&server);
+    let w = Nanos::from_secs(1);
+    let t1 = Nanos::from_secs(1_714_305_600);
+    let pool = RedisRule::gcra(Quota::per_second(nz(100)));
+    let sliding = RedisRule::sliding(SlidingRule::new(nz(1), w).unwrap()).unwrap();
+    let fixed = RedisRule::fixed(FixedRule::new(nz(1), w, Nanos::ZERO).unwrap()).unwrap();
+    let core_sliding = SlidingWindow::new(nz(1), w).unwrap();
+    let core_fixed = FixedWindow::new(nz(1), w, Nanos::ZERO).unwrap();
+    for (name, rule, core, back) in [
+        (
+            "s",
+            sliding,
+            &core_sliding as &dyn tollgate::Limiter,
+            5_000u64,
+        ),
+        ("f", fixed, &core_fixed as &dyn tollgate::Limiter, 1_100_000),
+    ] {
+        let m = [Member::new("other", pool, 1), Member::new(name, rule, 1)];
+        assert!(core.check_n(t1, 1).is_allowed());
+        let first = rt.block_on(redis.check_all_at("far", &m[1..], t1));
+        assert!(first.decision.is_allowed(), "{first:?}");
+        // Within the tolerance both count against the later window.
+        let near = t1 - Nanos::from_secs(3);
+        let want = core.check_n(near, 1);
+        let got = rt.block_on(redis.check_all_at("far", &m[1..], near));
+        assert!(!want.is_allowed());
+        assert_eq!(got.members[0], want, "{name}: {got:?}");
+        // Past it both read the later window as over.
+        let t0 = t1 - Nanos::from_secs(back);
+        let want = core.check_n(t0, 1);
+        let got = rt.block_on(redis.check_all_at("far", &m, t0));
+        assert_eq!(redis.stats().mismatches, 0, "{name}: {got:?}");
+        assert_eq!(got.members[1], want, "{name}: {got:?}");
+    }
+}
+
+/// A GCRA refunded back to `now` with callers' clocks: a caller whose clock
+/// is behind is still held by it, as by the core (found by review: the key
+/// was deleted as fresh, so a caller 300 ms behind got 10 where the core
+/// gives 7).
+#[test]
+fn a_gcra_refunded_to_now_still_holds_a_caller_behind() {
+    let Some(server) = Server::start("gcra_refund_to_now") else {
+        return;
+    };
+    let rt = runtime();
+    let redis = limiter(&server);
+    let q = Quota::per_second(nz(10)); // T = 100 ms, burst 10
+    let core = Gcra::new(q);
+    let m = |c| [Member::new("k", RedisRule::gcra(q), c)];
+    let t = Nanos::from_secs(1_714_305_600);
+    let behind = t - Nanos::from_millis(300);
+    assert!(core.check_n(t, 10).is_allowed());
+    assert!(
+        rt.block_on(redis.check_all_at("lag", &m(10), t))
+            .decision
+            .is_allowed()
+    );
+    let _ = core.refund_since(t, t, 10);
+    let _ = rt.block_on(redis.refund_to_since_at(Source::Redis, "lag", &m(10), t, t));
+    let (mut in_core, mut in_redis) = (0, 0);
+    for _ in 0..10 {
+        in_core += u32::from(core.check(behind).is_allowed());
+        let d = rt.block_on(redis.check_all_at("lag", &m(1), behind));
+        in_redis += u32::from(d.decision.is_allowed());
+    }
+    assert_eq!(in_core, 7);
+    assert_eq!(in_redis, in_core, "admitted to the caller behind");
+}

@@ -708,3 +708,30 @@ fn completing_a_redis_admission_refunds_it_in_redis() {
     assert!(t.admit(&r, Source::Redis).is_some());
     assert!(t.admit(&r, Source::Redis).is_none());
 }
+
+/// `FailMode::Open` admits what a rule could ever admit, not a cost above
+/// its capacity: that stays `ExceedsCapacity`, as Redis, the core and the
+/// other fail modes say (found by review).
+#[test]
+fn fail_open_still_refuses_a_cost_above_capacity() {
+    let rt = runtime();
+    let config = RedisConfig {
+        fail_mode: FailMode::Open,
+        timeout: Duration::from_millis(50),
+        connect_timeout: Duration::from_millis(50),
+        ..RedisConfig::default()
+    };
+    let open = RedisLimiter::new(&dead_url(), config).unwrap();
+    let q = Quota::per_minute(nz(5));
+    let over = rt.block_on(open.check_all("t", &[Member::new("k", RedisRule::gcra(q), 6)]));
+    assert_eq!(over.source, Source::FailOpen);
+    assert_eq!(
+        over.decision,
+        tollgate::Decision::ExceedsCapacity {
+            cost: 6,
+            capacity: 5
+        }
+    );
+    let fits = rt.block_on(open.check_all("t", &[Member::new("k", RedisRule::gcra(q), 5)]));
+    assert!(fits.decision.is_allowed(), "{fits:?}");
+}

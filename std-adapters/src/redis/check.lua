@@ -42,6 +42,13 @@ if redis.replicate_commands then
 end
 
 local E9 = 1000000000
+-- The core's clock-back tolerance (`window::FIXED_MAX_BACK`,
+-- `SLIDING_MAX_BACK`; a unit test keeps them equal): a stored window at
+-- most this many windows later than now's is a clock that stepped back
+-- (count against it, stricter); further ahead, the core reads it as over,
+-- and so does the script, so that both make the same decision.
+local FIXED_MAX_BACK = 1048576
+local SLIDING_MAX_BACK = 4096
 local U64_MAX = {18446744073, 709551615}
 
 -- A decimal u64 as {s, n}.
@@ -199,7 +206,7 @@ local function fixed_at(state, ws, offset)
     local f = fields(state)
     if f[1] == index then
         return index, f[2], to_end, false
-    elseif f[1] < index then
+    elseif f[1] < index or f[1] - index > FIXED_MAX_BACK then
         return index, 0, to_end, false
     end
     -- A later window: the clock stepped back. Count against it (stricter).
@@ -263,7 +270,7 @@ local function sliding_at(state, ws)
         return index, f[2], f[3], elapsed, {0, 0}
     elseif d == 1 then
         return index, f[3], 0, elapsed, {0, 0}
-    elseif d > 1 then
+    elseif d > 1 or d < -SLIDING_MAX_BACK then
         return index, 0, 0, elapsed, {0, 0}
     end
     -- The stored window is later: evaluate at its start.
@@ -408,7 +415,10 @@ end
 
 if reply[2] == 1 then
     for _, w in ipairs(writes) do
-        if w[2] == '' or is_zero(w[3]) then
+        -- A state fresh now is deleted only at the server's own clock: with
+        -- callers' clocks (`slack`), one behind may still be restricted by
+        -- it (a GCRA refunded back to `now`), so it is kept `slack` longer.
+        if w[2] == '' or (is_zero(w[3]) and slack == 0) then
             redis.call('DEL', w[1])
         else
             redis.call('SET', w[1], w[2], 'PX', int(ms_ceil(w[3]) + slack))

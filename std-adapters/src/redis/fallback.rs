@@ -231,12 +231,17 @@ impl RedisLimiter {
                 }
                 answer(decisions, Source::Local)
             }
+            // Every cost the rules could ever admit; a cost above a rule's
+            // capacity stays `ExceedsCapacity`, as Redis and the core say.
             (FailMode::Open, _) => answer(
                 members
                     .iter()
-                    .map(|m| Decision::Allowed {
-                        remaining: m.rule.capacity().saturating_sub(m.cost),
-                        reset_after: Nanos::ZERO,
+                    .map(|m| match self.refused(m) {
+                        d @ Decision::ExceedsCapacity { .. } => d,
+                        _ => Decision::Allowed {
+                            remaining: m.rule.capacity() - m.cost,
+                            reset_after: Nanos::ZERO,
+                        },
                     })
                     .collect(),
                 Source::FailOpen,

@@ -85,7 +85,9 @@ use script::{NANOS_PER_SEC, Op, Reply};
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub enum FailMode {
-    /// Admit everything (availability first; nothing is counted).
+    /// Admit everything a rule could ever admit (availability first;
+    /// nothing is counted); a cost above a rule's capacity is still
+    /// `ExceedsCapacity`.
     Open,
     /// Refuse everything, with `retry_after` = the retry interval (the
     /// default: never looser than the limit).

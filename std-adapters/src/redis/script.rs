@@ -209,6 +209,15 @@ mod tests {
         NonZeroU32::new(n).unwrap()
     }
 
+    /// The script's clock-back tolerance is the core's, so a stored window
+    /// far ahead of now's reads as over on both sides.
+    #[test]
+    fn the_script_steps_back_as_far_as_the_core() {
+        use tollgate_core::window::{FIXED_MAX_BACK, SLIDING_MAX_BACK};
+        assert!(SOURCE.contains(&format!("local FIXED_MAX_BACK = {FIXED_MAX_BACK}\n")));
+        assert!(SOURCE.contains(&format!("local SLIDING_MAX_BACK = {SLIDING_MAX_BACK}\n")));
+    }
+
     #[test]
     fn args_carry_the_core_arithmetic() {
         let q = Quota::new(nz(3), core::time::Duration::from_secs(10)).unwrap();
