@@ -13,12 +13,20 @@ use tollgate_core::{Clock, Nanos};
 /// A monotonic clock: nanoseconds since the clock was created.
 ///
 /// Reads the CPU's time-stamp counter through
-/// [`quanta`](https://docs.rs/quanta) where it is invariant and synchronised
-/// across cores (quanta checks, and falls back to the OS monotonic clock
-/// otherwise): about 14 ns per read on the x86-64 machines this is measured
-/// on, against 28 ns for `Instant::elapsed` — and the same clock source
+/// [`quanta`](https://docs.rs/quanta) where the CPU reports it invariant
+/// (quanta checks that, and falls back to the OS monotonic clock otherwise):
+/// about 10–14 ns per read on the x86-64 machines this is measured on,
+/// against 28 ns for `Instant::elapsed` — and the same clock source
 /// `governor` uses by default, so side-by-side figures compare like with
 /// like. Unaffected by wall-clock changes.
+///
+/// quanta does not check that the cores' counters are synchronised (they
+/// are on current x86-64 hardware and VMs with an invariant TSC). Were they
+/// not, reads on different cores could differ by the skew, and a thread
+/// moved between cores could read an earlier time: every limiter takes an
+/// earlier `now` as a clock stepped back, which is never looser (GCRA) or
+/// stricter within the windows' `MAX_BACK` tolerance. [`CoarseClock`]
+/// never goes back in any case (its thread keeps the largest read).
 ///
 /// It also remembers the wall-clock time at its epoch so adapters can turn a
 /// `reset_after` into a Unix timestamp (`X-RateLimit-Reset` epochs).
@@ -105,9 +113,9 @@ impl Clock for MonotonicClock {
 /// for finer ones).
 ///
 /// Every clone shares one thread; it stops (and is joined) when the last
-/// clone is dropped. Time never goes backwards: the thread stores the reads
-/// of one [`MonotonicClock`], and loads of one word never go backwards in a
-/// thread.
+/// clone is dropped. Time never goes backwards: the thread stores the
+/// largest read so far of one [`MonotonicClock`], and loads of one word
+/// never go backwards in a thread.
 ///
 /// ```
 /// use std::time::Duration;
@@ -176,8 +184,9 @@ impl CoarseClock {
             ));
         }
         let precise = MonotonicClock::new();
+        let start = precise.now().as_u64();
         let shared = Arc::new(CoarseShared {
-            now: CachePadded::new(AtomicU64::new(precise.now().as_u64())),
+            now: CachePadded::new(AtomicU64::new(start)),
             stop: AtomicBool::new(false),
         });
         let thread = {
@@ -185,10 +194,15 @@ impl CoarseClock {
             thread::Builder::new()
                 .name("tollgate-coarse-clock".into())
                 .spawn(move || {
+                    let mut last = start;
                     while !shared.stop.load(Ordering::Relaxed) {
-                        // Relaxed: the word is a number and publishes no
-                        // other memory; one writer, so stores only grow.
-                        shared.now.store(precise.now().as_u64(), Ordering::Relaxed);
+                        // The largest read so far: a read behind the last
+                        // one (this thread moved to a core whose counter
+                        // lags) is not stored. Relaxed: the word is a
+                        // number and publishes no other memory; one
+                        // writer, so stores only grow.
+                        last = precise.now().as_u64().max(last);
+                        shared.now.store(last, Ordering::Relaxed);
                         thread::park_timeout(interval);
                     }
                 })?
