@@ -2,8 +2,9 @@
 //! slashes (found by review: `/findings/` or `//findings` matched no rule,
 //! so on a router that merges slashes or ignores a trailing one — many do,
 //! or run behind a normalising proxy — the endpoint's handler ran past its
-//! limit). A path that matches no rule as written is matched again with its
-//! empty segments dropped; exemptions match the path as written only.
+//! limit). A path that matches no rule as written is matched again
+//! normalised (empty and dot segments resolved, percent-encoded unreserved
+//! characters decoded); exemptions match the path as written only.
 
 use tollgate::Nanos;
 use tollgate::policy::{Engine, Outcome, Request};
@@ -86,4 +87,51 @@ fn an_options_exemption_on_every_path_passes_keyless_preflights() {
         e.check(&Request::new("GET", "/findings"), Nanos::ZERO)
             .is_err()
     );
+}
+
+/// Spellings a normalising router or proxy runs the same handler for (RFC
+/// 3986 6.2.2: percent-encoded unreserved characters, dot segments) count
+/// against the endpoint's limit too (found by review: `/findings` spelled
+/// `/%66indings` passed the endpoint's limit).
+#[test]
+fn dot_segments_and_encoded_unreserved_characters_count_against_the_endpoint() {
+    let e = engine();
+    assert!(allowed(&outcome(&e, "GET", "/%66indings")));
+    assert!(allowed(&outcome(&e, "GET", "/x/../findings")));
+    for spelled in [
+        "/findings",
+        "/%66%69ndings",
+        "/./findings",
+        "/reports/../findings/.",
+        "/../findings",
+        "/FINDINGS/../%66indings",
+    ] {
+        assert!(!allowed(&outcome(&e, "GET", spelled)), "{spelled}");
+    }
+    // Patterned rules too.
+    assert!(allowed(&outcome(&e, "GET", "/reports/%37")));
+    assert!(!allowed(&outcome(&e, "GET", "/reports/./8")));
+}
+
+#[test]
+fn encoded_reserved_characters_and_odd_escapes_stay_as_written() {
+    let e = engine();
+    for _ in 0..2 {
+        assert!(allowed(&outcome(&e, "GET", "/findings")));
+    }
+    // `%2F` is a reserved `/` kept encoded (a segment `a%2Ffindings`, not
+    // two), malformed escapes and non-ASCII stay as written: other paths,
+    // under the plan's limit only; none panics.
+    for path in [
+        "/a%2Ffindings",
+        "/findings%2F",
+        "/%6",
+        "/%",
+        "/%zz/findings",
+        "/%é",
+        "é/findings",
+        "/%+6indings",
+    ] {
+        assert!(allowed(&outcome(&e, "GET", path)), "{path}");
+    }
 }

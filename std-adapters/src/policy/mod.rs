@@ -273,21 +273,63 @@ fn embedded_ipv4(bits: u128) -> Option<std::net::Ipv4Addr> {
     Some(std::net::Ipv4Addr::from(v4))
 }
 
-/// `path` with its empty segments dropped (`None`: it has none): repeated
-/// slashes merged and a trailing slash removed, `/` kept as is.
+/// `path` as routers that normalise it see it (`None`: nothing to change):
+/// percent-encoded unreserved characters decoded (`%73` is `s`, RFC 3986
+/// 6.2.2.2; an encoded `/` or other reserved byte stays encoded), empty and
+/// `.` segments dropped, `..` taking the segment before it away (6.2.2.3;
+/// never above the root), so repeated slashes are merged and a trailing
+/// slash removed; `/` is kept as is.
 fn normalized_path(path: &str) -> Option<String> {
-    let odd = path.contains("//") || (path.len() > 1 && path.ends_with('/'));
-    odd.then(|| {
-        let mut out = String::with_capacity(path.len());
-        for seg in path.split('/').filter(|s| !s.is_empty()) {
-            out.push('/');
-            out.push_str(seg);
+    let decoded = decode_unreserved(path);
+    let mut segments: Vec<&str> = Vec::new();
+    for seg in decoded.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            seg => segments.push(seg),
         }
-        if out.is_empty() {
-            out.push('/');
+    }
+    let mut out = String::with_capacity(decoded.len());
+    for seg in segments {
+        out.push('/');
+        out.push_str(seg);
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    (out != path).then_some(out)
+}
+
+/// `path` with every `%XX` that encodes an unreserved character (letters,
+/// digits, `-`, `.`, `_`, `~`) replaced by it; anything else as written.
+fn decode_unreserved(path: &str) -> std::borrow::Cow<'_, str> {
+    if !path.contains('%') {
+        return std::borrow::Cow::Borrowed(path);
+    }
+    let mut out = String::with_capacity(path.len());
+    let mut rest = path;
+    while let Some(at) = rest.find('%') {
+        out.push_str(&rest[..at]);
+        let unreserved = rest
+            .get(at + 1..at + 3)
+            .and_then(|h| u8::from_str_radix(h, 16).ok())
+            .map(char::from)
+            .filter(|c| c.is_ascii_alphanumeric() || "-._~".contains(*c));
+        match unreserved {
+            Some(c) => {
+                out.push(c);
+                rest = &rest[at + 3..];
+            }
+            None => {
+                out.push('%');
+                rest = &rest[at + 1..];
+            }
         }
-        out
-    })
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
 }
 
 /// Whose budget a member is kept under.
@@ -1478,11 +1520,14 @@ impl Engine {
     /// so at most one for its own method; a HEAD without a rule of its own
     /// takes the GET rule (see `model::request_methods`).
     ///
-    /// A path that matches no rule as written is tried once more with empty
-    /// segments dropped (`//api//scans/` as `/api/scans`): routers that
-    /// merge slashes or ignore a trailing one run the endpoint's handler
-    /// for those spellings, so its limit must apply to them too. Only for
-    /// limits: an exemption matches the path as written (stricter).
+    /// A path that matches no rule as written is tried once more normalised
+    /// (`//api//scans/`, `/api/./scans`, `/api/v1/../scans` and
+    /// `/api/%73cans` as `/api/scans`; see `normalized_path`): routers that
+    /// merge slashes, ignore a trailing one, resolve dot segments or decode
+    /// unreserved characters — or a normalising proxy in front — run the
+    /// endpoint's handler for those spellings, so its limit must apply to
+    /// them too. Only for limits: an exemption matches the path as written
+    /// (stricter).
     fn endpoint(&self, req: &Request<'_>) -> Option<usize> {
         let path = req.path.split_once('?').map_or(req.path, |(p, _)| p);
         self.endpoint_at(req.method, path)
