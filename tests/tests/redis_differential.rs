@@ -397,7 +397,8 @@ fn keys_expire_when_their_state_is_fresh() {
     let key = redis.key("ttl", "g");
     let t = pttl(&server, &key);
     // Read back a moment later: up to 150 ms of scheduling delay allowed.
-    assert!((150..=300).contains(&t), "PTTL {t} ms, expected 300");
+    // (+1 ms: the script's margin for Redis timing `PX` from the script's start.)
+    assert!((150..=301).contains(&t), "PTTL {t} ms, expected 301");
     // A refund of all three: fresh, so the key is gone.
     let r = rt.block_on(redis.refund_all("ttl", &[Member::new("g", RedisRule::gcra(q), 3)]));
     assert_eq!(r.members[0].remaining, 10);
@@ -434,11 +435,11 @@ fn keys_expire_when_their_state_is_fresh() {
     );
     let fixed_ms = 60_000 - into as i64;
     assert!(
-        (fixed_ms - 1_000..=fixed_ms + 1).contains(&f),
+        (fixed_ms - 1_000..=fixed_ms + 2).contains(&f),
         "fixed PTTL {f}, expected {fixed_ms}"
     );
     assert!(
-        (fixed_ms + 60_000 - 1_000..=fixed_ms + 60_001).contains(&s),
+        (fixed_ms + 60_000 - 1_000..=fixed_ms + 60_002).contains(&s),
         "sliding PTTL {s}, expected {}",
         fixed_ms + 60_000
     );

@@ -421,7 +421,11 @@ if reply[2] == 1 then
         if w[2] == '' or (is_zero(w[3]) and slack == 0) then
             redis.call('DEL', w[1])
         else
-            redis.call('SET', w[1], w[2], 'PX', int(ms_ceil(w[3]) + slack))
+            -- One ms more than the state needs: Redis may time `PX` from
+            -- when the script started (7.2 takes the command's start for
+            -- expiries), a little before the `TIME` read here, and a key
+            -- gone before its state is fresh would admit early.
+            redis.call('SET', w[1], w[2], 'PX', int(ms_ceil(w[3]) + 1 + slack))
         end
     end
 end
