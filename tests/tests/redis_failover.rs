@@ -223,7 +223,9 @@ fn one_unreadable_key_is_refused_alone() {
         // A refund of the unreadable key leaves it as it is.
         let before = server.cmd(&["DUMP", bad.as_str()]);
         let member = [Member::new("", RedisRule::gcra(q), 1)];
-        rt.block_on(redis.refund_all("bad", &member));
+        let r = rt.block_on(redis.refund_all("bad", &member));
         assert_eq!(server.cmd(&["DUMP", bad.as_str()]), before, "{poison:?}");
+        // ... and reads out as refusing, as its checks do, not as full.
+        assert_eq!(r.members[0].remaining, 0, "{poison:?}: {r:?}");
     }
 }

@@ -818,9 +818,19 @@ fn refunded(reply: &Reply, members: &[Member<'_>], charged_at: Option<Nanos>) ->
         members: members
             .iter()
             .zip(&reply.states)
-            .map(|(m, s)| {
-                let word = script::state_word(&m.rule, s).unwrap_or(0);
-                script::refunded(&m.rule, word, charged_at, reply.now, m.cost)
+            .map(|(m, s)| match script::state_word(&m.rule, s) {
+                Some(word) => script::refunded(&m.rule, word, charged_at, reply.now, m.cost),
+                // A state the script cannot read is left as it is and
+                // refuses every check (`unreadable`): read it out as that,
+                // not as a full limit.
+                None => {
+                    let wait = unreadable().retry_after().unwrap_or(Nanos::ZERO);
+                    Snapshot {
+                        remaining: 0,
+                        reset_after: wait,
+                        ..script::refunded(&m.rule, 0, charged_at, reply.now, 0)
+                    }
+                }
             })
             .collect(),
         source: Source::Redis,
