@@ -16,8 +16,8 @@
 //!
 //! Also, for any input: no panic; every other value is a valid header value;
 //! `X-RateLimit-Remaining <= X-RateLimit-Limit` (and `r <= q` in the IETF
-//! fields); `Retry-After` appears exactly on a refusal carrying a wait and
-//! the style asking for it, is never "0", and in seconds is the wait rounded
+//! fields); `Retry-After` appears exactly on a refusal (or an info carrying
+//! a wait) and the style asking for it, is never "0", and in seconds is the wait rounded
 //! up (at least 1); a `Warning` appears exactly when at least the threshold
 //! is used; every rate-limit 429 body that carries a wait carries the same
 //! one, never 0; concurrency bodies carry 1 or the BlockSecOps counts.
@@ -331,7 +331,10 @@ fn check_headers(
     );
 
     let retry = get("Retry-After");
-    match (style.retry_after, info.retry_after) {
+    // A refusal with no exact wait (cost above the capacity) announces the
+    // time until the limit is whole again, as its 429 body does.
+    let wait = info.retry_after.or(info.refused.then_some(info.reset_after));
+    match (style.retry_after, wait) {
         (Some(format), Some(wait)) => {
             let v = retry.expect("Retry-After on a refusal with a wait");
             assert_ne!(v, "0", "Retry-After: 0");

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::headers::RateLimitInfo;
+use crate::headers::{RateLimitInfo, retry_after_secs};
 use crate::time_fmt::{rfc3339, unix_secs_after};
 use tollgate_core::Nanos;
 
@@ -64,9 +64,10 @@ pub enum Refusal {
 pub fn body(style: BodyStyle, refusal: &Refusal, now_unix: Nanos) -> Value {
     let (wait, reset_after) = match refusal {
         Refusal::Rate(info) => (
-            // The headers' `Retry-After` (the same rule: at least 1, and for
-            // a refusal no wait can cure, the time until the limit is whole).
-            info.retry_after_secs().unwrap_or(1),
+            // The headers' `Retry-After` (`RateLimitInfo::retry_after_secs`):
+            // the exact wait rounded up, at least 1; for a refusal no wait
+            // can cure, the time until the limit is whole again.
+            retry_after_secs(info.retry_after.unwrap_or(info.reset_after)),
             info.reset_after,
         ),
         Refusal::Concurrency { current, max } => {
