@@ -350,7 +350,7 @@ impl HeaderStyle {
             let value = match format {
                 RetryAfterFormat::Seconds => secs.to_string(),
                 RetryAfterFormat::HttpDate => {
-                    http_date(unix_secs_after(now_unix, Nanos::ZERO).saturating_add(secs))
+                    http_date(now_unix.as_secs_ceil().saturating_add(secs))
                 }
             };
             out.push(("Retry-After", value));
