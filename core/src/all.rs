@@ -75,7 +75,8 @@ pub struct AllDecision {
     pub decision: Decision,
     /// The member that refused (the one with the longest wait), or on
     /// admission the one with the smallest `remaining` (the binding limit,
-    /// whose numbers belong in `X-RateLimit-*` headers).
+    /// whose numbers belong in `X-RateLimit-*` headers). On a tie, the first
+    /// such member.
     pub member: usize,
 }
 
