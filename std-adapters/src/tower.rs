@@ -589,6 +589,7 @@ fn invalid<B>(e: &RequestError) -> Response<RateLimitBody<B>> {
             res
         }
         RequestError::UnknownPlan(_) => error_response(403, "forbidden", &e.to_string()),
+        RequestError::AmbiguousPath(_) => error_response(400, "bad_request", &e.to_string()),
     }
 }
 

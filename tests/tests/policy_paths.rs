@@ -7,7 +7,7 @@
 //! characters decoded); exemptions match the path as written only.
 
 use tollgate::Nanos;
-use tollgate::policy::{Engine, Outcome, Request};
+use tollgate::policy::{Engine, Outcome, Request, RequestError};
 
 const POLICY: &str = include_str!("../fixtures/methods.toml");
 
@@ -133,5 +133,76 @@ fn encoded_reserved_characters_and_odd_escapes_stay_as_written() {
         "/%+6indings",
     ] {
         assert!(allowed(&outcome(&e, "GET", path)), "{path}");
+    }
+}
+
+/// A wildcard exemption's `*` matches `..`: `/public/../api/scans` is exempt
+/// as written but is `/api/scans` to a normalising router. Exempt only when
+/// the path normalised is exempt too (found by review: passed uncounted).
+#[test]
+fn a_wildcard_exemption_does_not_cover_a_path_climbing_out_of_it() {
+    let e = Engine::from_toml(
+        r#"
+name = "x"
+[response]
+headers = "none"
+body = "s4e"
+[plans.free]
+limits = [{ per = "minute", limit = 100 }]
+[[endpoints]]
+method = "POST"
+path = "/api/scans"
+limits = [{ per = "minute", limit = 1 }]
+[[exempt]]
+method = "*"
+path = "/public/*"
+"#,
+        Nanos::ZERO,
+    )
+    .unwrap();
+    let at = |p: &str| e.check(&Request::new("POST", p).key("k").plan("free"), Nanos::ZERO);
+    assert!(at("/api/scans").unwrap().is_allowed());
+    assert!(!at("/api/scans").unwrap().is_allowed());
+    for p in ["/public/../api/scans", "/public/%2e%2e/api/scans"] {
+        let o = at(p);
+        assert!(!matches!(o, Ok(Outcome::Exempt)), "{p}: {o:?}");
+        assert!(!o.is_ok_and(|o| o.is_allowed()), "{p}");
+    }
+    // Still exempt: paths that stay inside it.
+    assert!(matches!(at("/public/a/../b"), Ok(Outcome::Exempt)));
+}
+
+/// A path whose rule as written differs from its rule once normalised is
+/// refused as ambiguous (a 400 in the tower layer): on the Slim.io policy,
+/// `GET /workers/../reports` took the scan-class rule `GET /workers/*`
+/// (its `*` matching `..`) while a normalising router runs `/reports` —
+/// general requests past their limit on the scan quota (found by review).
+#[test]
+fn a_path_that_changes_rule_when_normalised_is_refused_as_ambiguous() {
+    let src = include_str!("../../policies/slim-io.toml");
+    let e = Engine::from_toml(src, Nanos::ZERO).unwrap();
+    let t = Nanos::from_secs(1);
+    let general = Request::new("GET", "/reports")
+        .key("k")
+        .org("acme")
+        .plan("free");
+    for _ in 0..60 {
+        let Ok(Outcome::Allowed(a)) = e.check(&general, t) else {
+            panic!("general request")
+        };
+        e.complete(a, 200, t);
+    }
+    assert!(!e.check(&general, t).unwrap().is_allowed(), "61st general");
+    for p in [
+        "/workers/../reports",
+        "/workers/%2E%2E/reports",
+        "/workers/./x/../../reports",
+    ] {
+        let sneaky = Request::new("GET", p).key("k").org("acme").plan("free");
+        assert_eq!(
+            e.check(&sneaky, t).err(),
+            Some(RequestError::AmbiguousPath(p.to_owned())),
+            "{p}"
+        );
     }
 }

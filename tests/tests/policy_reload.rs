@@ -19,7 +19,7 @@ fn remaining(o: &Outcome<'_>) -> String {
 }
 
 #[test]
-fn unchanged_limits_keep_their_counts_changed_ones_start_fresh() {
+fn limits_keep_their_counts_across_a_reload_also_with_new_values() {
     let old = Engine::from_toml(S4E, Nanos::ZERO).unwrap();
     let standard = Request::new("GET", "/api/assets").key("s").plan("standard");
     let premium = Request::new("GET", "/api/assets").key("p").plan("premium");
@@ -36,11 +36,45 @@ fn unchanged_limits_keep_their_counts_changed_ones_start_fresh() {
     let new = old.reload(&changed).unwrap();
     // Standard: 10 used of 100 before the reload, the 11th leaves 89.
     assert_eq!(remaining(&new.check(&standard, Nanos::ZERO).unwrap()), "89");
-    // Premium's changed limit starts fresh: 1 of 2000 used.
+    // Premium's limit keeps its count under the new value: 11 of 2000 used
+    // (it started fresh until the eleventh session: "1999").
     assert_eq!(
         remaining(&new.check(&premium, Nanos::ZERO).unwrap()),
-        "1999"
+        "1989"
     );
+}
+
+/// A limit cut in the middle of its window admits only what the new limit
+/// leaves: never more in one window than the larger of the two policies
+/// allows (found by review: 10 of 10/min spent, then 5 more of a new 5/min
+/// in the same minute, 15 in all). A new window (`per`) starts fresh.
+#[test]
+fn a_limit_cut_mid_window_admits_only_what_the_new_limit_leaves() {
+    let v1 = r#"
+name = "x"
+[response]
+headers = "none"
+body = "s4e"
+[plans.free]
+limits = [{ per = "minute", limit = 10 }]
+"#;
+    let admitted = |e: &Engine, at: u64| {
+        let r = Request::new("GET", "/").key("k").plan("free");
+        (0..20)
+            .filter(|_| e.check(&r, Nanos::from_secs(at)).unwrap().is_allowed())
+            .count()
+    };
+    let old = Engine::from_toml(v1, Nanos::ZERO).unwrap();
+    assert_eq!(admitted(&old, 10), 10);
+    let cut = old.reload(&v1.replace("limit = 10", "limit = 5")).unwrap();
+    assert_eq!(admitted(&cut, 20), 0, "the same minute");
+    assert_eq!(admitted(&cut, 60), 5, "the next minute: the new limit");
+    let raised = cut.reload(&v1.replace("limit = 10", "limit = 12")).unwrap();
+    assert_eq!(admitted(&raised, 61), 7, "12 in the minute, 5 spent");
+    let hourly = raised
+        .reload(&v1.replace("\"minute\", limit = 10", "\"hour\", limit = 10"))
+        .unwrap();
+    assert_eq!(admitted(&hourly, 62), 10, "a new window starts fresh");
 }
 
 #[test]

@@ -175,6 +175,13 @@ pub enum RequestError {
     /// No API key, and the policy has no `anonymous` section (or no client
     /// address was given to key the anonymous caller).
     Unauthenticated,
+    /// The path selects one endpoint rule as written and another (or none)
+    /// once normalised — `/workers/../reports`, `/reports/%73ummary`: a
+    /// router that normalises paths runs one handler, one that does not
+    /// runs the other, so no rule can be charged safely. Clients do not
+    /// send such paths (RFC 3986 asks them to resolve dot segments and not
+    /// to encode unreserved characters); the tower layer answers 400.
+    AmbiguousPath(String),
 }
 
 impl fmt::Display for RequestError {
@@ -185,6 +192,11 @@ impl fmt::Display for RequestError {
             RequestError::Unauthenticated => f.write_str(
                 "request has no API key and the policy has no anonymous plan \
                  (or no client address was given)",
+            ),
+            RequestError::AmbiguousPath(p) => write!(
+                f,
+                "path \"{p}\" selects another rule once its dot segments or \
+                 percent-encoded characters are resolved"
             ),
         }
     }
@@ -495,7 +507,7 @@ type QueueKey = (OwnedWho, Option<u64>);
 
 /// One line: ticket ids in order, each with the waker to wake when it
 /// becomes first (registered by [`Ticket::poll_waking`]).
-type Line = VecDeque<(u64, Option<Waker>)>;
+type Line = VecDeque<(u64, Option<Waker>, Nanos)>;
 
 /// What outlives a reload: the keyed stores, boosts and queues.
 struct Stores {
@@ -649,11 +661,12 @@ fn stable_id(text: &str) -> u64 {
 /// upper case and the path with each `{name}` as `{}`, so renaming a path
 /// parameter (or the method's case) keeps the rules' state across a reload.
 ///
-/// Ids changed once, when they moved from `std`'s `DefaultHasher` to
-/// FNV-1a of this text (2026-12-03): processes of a fleet on either side
-/// of that change count the same caller under different Redis keys, so
-/// upgrade a fleet's processes together across it, or expect each limit
-/// to start fresh once.
+/// Ids changed twice: when they moved from `std`'s `DefaultHasher` to
+/// FNV-1a of this text (2026-12-03), and when a rule's limit and burst left
+/// its id (2026-12-05, so that a changed value keeps the count): processes
+/// of a fleet on either side of such a change count the same caller under
+/// different Redis keys, so upgrade a fleet's processes together across
+/// it, or expect each limit to start fresh once.
 fn endpoint_location(method: &str, pattern: &[Seg]) -> String {
     let mut out = format!("endpoint {} ", method.to_ascii_uppercase());
     for seg in pattern {
@@ -793,18 +806,23 @@ impl Compiler<'_> {
         };
         let mut out = Vec::with_capacity(2);
         let mut push = |c: &mut Self, store: Store, burst: Option<NonZeroU32>, visible: bool| {
-            // Every field that changes what the rule counts. Free text
-            // (location, class) goes in raw with its length in front, never
-            // through `Debug`, whose escaping follows the compiler's Unicode
-            // tables; `Per` and `Algorithm` by their variant names.
+            // Every field that changes what the rule's state *means*: where
+            // it is, its class, window and algorithm. Not its limit or
+            // burst: the stores take the quota with every call, so a reload
+            // that changes only those keeps each key's count (or TAT) and
+            // judges it against the new values — starting fresh let a key
+            // that had spent 10 of 10/min take 5 more of a new 5/min in the
+            // same minute (found by review). Free text (location, class)
+            // goes in raw with its length in front, never through `Debug`,
+            // whose escaping follows the compiler's Unicode tables; `Per`
+            // and `Algorithm` by their variant names.
             let what = format!(
-                "{}:{location}{}:{}|{:?}|{:?}|{limit}|{}|{visible}",
+                "{}:{location}{}:{}|{:?}|{:?}|{visible}",
                 location.len(),
                 spec.class.len(),
                 spec.class,
                 spec.per,
                 algorithm,
-                burst.map_or(0, NonZeroU32::get),
             );
             let mut id = stable_id(&what);
             // The same limit written twice at one place: its own state.
@@ -892,9 +910,12 @@ impl Engine {
     }
 
     /// A new engine for a changed policy that shares this one's state: every
-    /// limit the new policy did not change (same place, same values) keeps
-    /// each key's count; changed or new limits start fresh; boosts, queues
-    /// and concurrency permits carry over. Swap it in (e.g. behind an
+    /// limit the new policy keeps at its place (same endpoint or plan,
+    /// class, window and algorithm) keeps each key's count, judged against
+    /// its new `limit` and `burst` if those changed (a limit cut mid-window
+    /// admits only what the new limit leaves); a limit with a new window or
+    /// algorithm, or a new place, starts fresh; boosts, queues and
+    /// concurrency permits carry over. Swap it in (e.g. behind an
     /// `ArcSwap`) while admissions of the old engine finish. The store
     /// capacity and `unix_at_zero` stay those of the first load.
     ///
@@ -1526,12 +1547,37 @@ impl Engine {
     /// merge slashes, ignore a trailing one, resolve dot segments or decode
     /// unreserved characters — or a normalising proxy in front — run the
     /// endpoint's handler for those spellings, so its limit must apply to
-    /// them too. Only for limits: an exemption matches the path as written
-    /// (stricter).
-    fn endpoint(&self, req: &Request<'_>) -> Option<usize> {
+    /// them too. A path that matches a rule as written and another rule (or
+    /// none) normalised is refused ([`RequestError::AmbiguousPath`]):
+    /// charging either could let the other handler run under the wrong
+    /// limit (found by review: `/workers/../reports` took the scan quota's
+    /// rule, its `*` matching `..`).
+    fn endpoint(&self, req: &Request<'_>) -> Result<Option<usize>, RequestError> {
         let path = req.path.split_once('?').map_or(req.path, |(p, _)| p);
-        self.endpoint_at(req.method, path)
-            .or_else(|| self.endpoint_at(req.method, &normalized_path(path)?))
+        let written = self.endpoint_at(req.method, path);
+        let Some(normal) = normalized_path(path) else {
+            return Ok(written);
+        };
+        let resolved = self.endpoint_at(req.method, &normal);
+        match written {
+            None => Ok(resolved),
+            Some(_) if written == resolved => Ok(written),
+            Some(_) => Err(RequestError::AmbiguousPath(path.to_owned())),
+        }
+    }
+
+    /// Whether `req` is exempt: its path as written *and* normalised match
+    /// an exemption (a wildcard exemption's `*` matches `..`, so
+    /// `/public/../api/scans` as written would otherwise pass uncounted;
+    /// found by review).
+    fn exempt(&self, req: &Request<'_>) -> bool {
+        let at = |path: &str| {
+            self.exempt
+                .iter()
+                .any(|(m, p)| method_applies(m, req.method) && matches(p, path))
+        };
+        let path = req.path.split_once('?').map_or(req.path, |(p, _)| p);
+        at(req.path) && normalized_path(path).is_none_or(|n| at(&n))
     }
 
     fn endpoint_at(&self, method: &str, path: &str) -> Option<usize> {
@@ -1573,15 +1619,11 @@ impl Engine {
 
     /// Decides `req` at `now`. See the [module docs](self) for the steps.
     pub fn check(&self, req: &Request<'_>, now: Nanos) -> Result<Outcome<'_>, RequestError> {
-        if self
-            .exempt
-            .iter()
-            .any(|(m, p)| method_applies(m, req.method) && matches(p, req.path))
-        {
+        if self.exempt(req) {
             return Ok(Outcome::Exempt);
         }
         let (who, plan, org) = self.resolve(req)?;
-        let endpoint = self.endpoint(req);
+        let endpoint = self.endpoint(req)?;
         let queue = self.plans[plan].queue.filter(|q| {
             q.routes == QueueRoutes::All || endpoint.is_some_and(|e| self.endpoints[e].queued)
         });
@@ -1589,7 +1631,7 @@ impl Engine {
         // them. Relaxed: a hint; the queue itself is read under its lock.
         if let Some(q) = queue {
             if self.stores.queued.load(Ordering::Relaxed) > 0
-                && self.queue_len(who, endpoint, q) > 0
+                && self.queue_len(who, endpoint, q, now) > 0
             {
                 return Ok(self.enqueue(who, plan, endpoint, org, q, now, None));
             }
@@ -2012,7 +2054,9 @@ impl Engine {
     /// read as 50 of 60 used and warned on its first request).
     fn used_percent(&self, m: &Member, d: &Decision, factor: u32) -> u32 {
         let r = &self.rules[m.rule];
-        let cap = u64::from(gauge_of(r)) * u64::from(factor.max(1));
+        // As `boosted` saturates the limit at u32::MAX (found by review: a
+        // huge boost warned "99 %" on a fresh key; `u32::MAX` overflowed).
+        let cap = (u64::from(gauge_of(r)) * u64::from(factor.max(1))).min(u64::from(u32::MAX));
         if cap == 0 {
             return 0;
         }
@@ -2155,10 +2199,26 @@ impl Engine {
         (OwnedWho::of(who), route)
     }
 
-    fn queue_len(&self, who: Who<'_>, endpoint: Option<usize>, queue: QueuePlan) -> usize {
-        let q = self.stores.queues.lock().unwrap_or_else(|e| e.into_inner());
-        q.get(&self.queue_key(who, endpoint, queue))
-            .map_or(0, VecDeque::len)
+    /// Tickets waiting in the line of `who` (and `endpoint`), after taking
+    /// out expired ones at its front (`purge_expired`).
+    fn queue_len(
+        &self,
+        who: Who<'_>,
+        endpoint: Option<usize>,
+        queue: QueuePlan,
+        now: Nanos,
+    ) -> usize {
+        let mut q = self.stores.queues.lock().unwrap_or_else(|e| e.into_inner());
+        let key = self.queue_key(who, endpoint, queue);
+        let Some(line) = q.get_mut(&key) else {
+            return 0;
+        };
+        purge_expired(line, &self.stores.queued, now);
+        let n = line.len();
+        if n == 0 {
+            q.remove(&key);
+        }
+        n
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -2190,7 +2250,8 @@ impl Engine {
         }
         // Relaxed: ticket ids only need to be unique.
         let id = s.next_ticket.fetch_add(1, Ordering::Relaxed);
-        q.push_back((id, None));
+        purge_expired(q, &s.queued, now);
+        q.push_back((id, None, now.saturating_add(max_wait)));
         let first = q.len() == 1;
         s.queued.fetch_add(1, Ordering::Relaxed);
         drop(queues);
@@ -2395,7 +2456,10 @@ impl<'e> Ticket<'e> {
         let e = self.engine;
         let head = {
             let mut q = e.stores.queues.lock().unwrap_or_else(|p| p.into_inner());
-            let line = q.get_mut(&self.queue);
+            let mut line = q.get_mut(&self.queue);
+            if let Some(l) = line.as_deref_mut() {
+                purge_expired(l, &e.stores.queued, now);
+            }
             let head = line.as_ref().and_then(|q| q.front()).map(|t| t.0) == Some(self.id);
             // Registered under the lock `leave` wakes under: no wake is
             // lost between this check and the registration.
@@ -2504,6 +2568,32 @@ impl<'e> Ticket<'e> {
         }
         drop(queues);
         if let Some(w) = wake {
+            w.wake();
+        }
+    }
+}
+
+/// Takes out of `line` the tickets at its front whose deadline passed more
+/// than a grace (1 s) ago: their holders stopped polling (polled now, they
+/// would be refused at once), and left in place they would hold up the
+/// whole line until dropped (found by review: an unpolled first ticket kept
+/// its identity's requests queued and refused with a slot free). Wakes the
+/// new first. A purged ticket polled later is not in line, so it is refused
+/// at its deadline; dropped, it finds nothing to take out.
+fn purge_expired(line: &mut Line, queued: &AtomicUsize, now: Nanos) {
+    const GRACE: Nanos = Nanos::from_secs(1);
+    let mut purged = false;
+    while line
+        .front()
+        .is_some_and(|t| t.2.saturating_add(GRACE) < now)
+    {
+        line.pop_front();
+        // Relaxed: a hint (see `Stores::queued`).
+        queued.fetch_sub(1, Ordering::Relaxed);
+        purged = true;
+    }
+    if purged {
+        if let Some(w) = line.front_mut().and_then(|t| t.1.take()) {
             w.wake();
         }
     }

@@ -71,15 +71,11 @@ impl Engine {
         req: &Request<'_>,
         now: Nanos,
     ) -> Result<Option<External<'_>>, RequestError> {
-        if self
-            .exempt
-            .iter()
-            .any(|(m, p)| super::method_applies(m, req.method) && super::matches(p, req.path))
-        {
+        if self.exempt(req) {
             return Ok(None);
         }
         let (who, plan, org) = self.resolve(req)?;
-        let endpoint = self.endpoint(req);
+        let endpoint = self.endpoint(req)?;
         let combo = self.combo(plan, endpoint);
         let factor = self.boost_of(who, now);
         let pool_factor = org.map_or(1, |o| self.pool_factor(o, factor, now));
