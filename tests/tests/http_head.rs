@@ -52,3 +52,32 @@ fn head_on_an_exempt_get_route_is_not_exempt() {
 }
 
 // ---- 2. A 304 refund lands in a window the request never counted in --------
+
+// ---- 3. A path whose rule changes once normalised ----------------------------
+
+/// A path that selects one endpoint rule as written and another once its
+/// dot segments are resolved is refused by the engine as ambiguous; the
+/// layer answers 400 with a JSON error, and runs no handler.
+#[test]
+fn an_ambiguous_path_is_a_400() {
+    const POLICY: &str = r#"
+name = "ambiguous"
+[response]
+headers = "x-ratelimit"
+body = "s4e"
+[plans.standard]
+limits = [{ per = "minute", limit = 100 }]
+[[endpoints]]
+method = "GET"
+path = "/api/*"
+limits = [{ per = "minute", limit = 1 }]
+"#;
+    run(async {
+        let s = start(POLICY, |l| l).await;
+        let h = [("x-api-key", "standard-a")];
+        let r = send(s.addr, "GET", "/api/../findings", &h).await;
+        assert_eq!(r.status, 400, "{r:?}");
+        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(body["error"], "bad_request", "{body}");
+    });
+}
