@@ -292,6 +292,16 @@ fn embedded_ipv4(bits: u128) -> Option<std::net::Ipv4Addr> {
 /// never above the root), so repeated slashes are merged and a trailing
 /// slash removed; `/` is kept as is.
 fn normalized_path(path: &str) -> Option<String> {
+    // Most paths are already normal: tell without allocating (this runs
+    // on every check).
+    let plain = path.starts_with('/')
+        && !path.contains("//")
+        && !path.contains('%')
+        && (path.len() == 1 || !path.ends_with('/'))
+        && !path.split('/').any(|s| s == "." || s == "..");
+    if plain {
+        return None;
+    }
     let decoded = decode_unreserved(path);
     let mut segments: Vec<&str> = Vec::new();
     for seg in decoded.split('/') {
